@@ -1,0 +1,147 @@
+/*
+ * resync.c - copy the stale chunks of a mirror from the authoritative leg to
+ * the rebuilding one (recovery.h). The mirror decides which chunks are stale
+ * and does each copy under its stripe locks; this file only walks the chunks,
+ * reports progress and closes the rebuild with mirror_resync_finish().
+ */
+#include "recovery/recovery.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+
+#include "core/base/util.h"
+
+#define PROGRESS_INTERVAL_NS 100000000ull /* 100 ms */
+#define MAX_ACTIVE_RESYNCS 64
+/* A chunk may become stale again behind the walk (a leg failed and came
+ * back); wrap around this many times before giving up. */
+#define MAX_PASSES 4
+
+/* Mirrors with a resync in progress: a second one is refused with -EBUSY. */
+static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mirror *active[MAX_ACTIVE_RESYNCS];
+
+static int claim(struct mirror *m)
+{
+	int free_slot = -1;
+	pthread_mutex_lock(&active_lock);
+	for (int i = 0; i < MAX_ACTIVE_RESYNCS; i++) {
+		if (active[i] == m) {
+			pthread_mutex_unlock(&active_lock);
+			return -EBUSY;
+		}
+		if (!active[i] && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+		active[free_slot] = m;
+	pthread_mutex_unlock(&active_lock);
+	return free_slot >= 0 ? 0 : -EBUSY;
+}
+
+static void release(struct mirror *m)
+{
+	pthread_mutex_lock(&active_lock);
+	for (int i = 0; i < MAX_ACTIVE_RESYNCS; i++)
+		if (active[i] == m)
+			active[i] = NULL;
+	pthread_mutex_unlock(&active_lock);
+}
+
+/* Report progress if 100 ms passed since the last report. */
+static void tick(progress_fn progress, void *ctx, uint64_t *last_ns,
+		 uint64_t done, uint64_t total)
+{
+	uint64_t now = now_ns();
+	if (progress && now - *last_ns >= PROGRESS_INTERVAL_NS) {
+		*last_ns = now;
+		progress(ctx, "resync", done, total);
+	}
+}
+
+static bool any_leg_out_of_sync(struct mirror *m)
+{
+	struct mirror_status st;
+	mirror_get_status(m, &st);
+	return st.leg[0].state != LEG_IN_SYNC || st.leg[1].state != LEG_IN_SYNC;
+}
+
+static int source_failed(struct mirror *m, uint64_t chunk, int rc,
+			 struct cat_error *err)
+{
+	struct mirror_status st;
+	mirror_get_status(m, &st);
+	const char *src = st.authoritative >= 0 ? st.leg[st.authoritative].name
+						: "authoritative disk";
+	return cat_error_set(err, rc, "resync: %s: copy of chunk %llu failed (%s)",
+			     src, (unsigned long long)chunk,
+			     rc == -EIO ? "source disk failed" : "error");
+}
+
+/* Walk the stale chunks, wrapping around while some remain. */
+static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
+			     struct resync_result *res, struct cat_error *err)
+{
+	uint64_t total = mirror_stale_chunks(m), last_ns = now_ns();
+	uint64_t from = 0;
+
+	for (int pass = 0; pass < MAX_PASSES;) {
+		int64_t chunk = mirror_next_stale_chunk(m, from);
+		if (chunk < 0) {
+			if (from == 0 || mirror_stale_chunks(m) == 0)
+				break;
+			from = 0;
+			pass++;
+			continue;
+		}
+		uint64_t copied = 0;
+		int rc = mirror_resync_chunk(m, (uint64_t)chunk, &copied);
+		if (rc == -ENODEV) {
+			res->degraded = true; /* the target failed: stop, nothing lost */
+			break;
+		}
+		if (rc < 0)
+			return source_failed(m, (uint64_t)chunk, rc, err);
+		res->chunks++;
+		res->blocks_copied += copied;
+		if (res->chunks > total)
+			total = res->chunks; /* chunks went stale behind us */
+		tick(progress, ctx, &last_ns, res->chunks, total);
+		from = (uint64_t)chunk + 1;
+	}
+	if (progress)
+		progress(ctx, "resync", res->chunks, res->degraded ? total : res->chunks);
+	return 0;
+}
+
+int recovery_resync(struct mirror *m, progress_fn progress, void *ctx,
+		    struct resync_result *res, struct cat_error *err)
+{
+	struct resync_result local;
+	if (!res)
+		res = &local;
+	*res = (struct resync_result){ 0 };
+	cat_error_clear(err);
+
+	int rc = claim(m);
+	if (rc < 0)
+		return cat_error_set(err, rc, "resync: already running on this mirror");
+	uint64_t start = now_ns();
+
+	rc = copy_stale_chunks(m, progress, ctx, res, err);
+	if (rc == 0 && !res->degraded && mirror_rebuilding_leg(m) >= 0) {
+		if (mirror_stale_chunks(m) > 0)
+			rc = cat_error_set(err, -EAGAIN,
+					   "resync: chunks kept going stale; run it again");
+		else if ((rc = mirror_resync_finish(m)) == -ENODEV)
+			rc = 0; /* the target failed at the last moment: degraded */
+		else if (rc < 0)
+			cat_error_set(err, rc, "resync: could not mark the disk in sync");
+	}
+	if (rc == 0)
+		res->degraded = any_leg_out_of_sync(m);
+	res->seconds = (double)(now_ns() - start) / 1e9;
+	release(m);
+	return rc;
+}

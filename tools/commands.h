@@ -1,0 +1,16 @@
+/*
+ * commands.h - the subcommands of the `catamaran` binary. Each takes the
+ * arguments after its own name (argv[0] is the subcommand name) and returns
+ * the process exit status. Subcommands print their own errors as one line
+ * "catamaran CMD: DISK: problem" on stderr.
+ */
+#ifndef CAT_TOOLS_COMMANDS_H
+#define CAT_TOOLS_COMMANDS_H
+
+int cmd_format(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_bench(int argc, char **argv);   /* bench blockdev ... */
+
+#endif
