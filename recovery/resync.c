@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "core/base/util.h"
 
@@ -67,22 +69,26 @@ static bool any_leg_out_of_sync(struct mirror *m)
 	return st.leg[0].state != LEG_IN_SYNC || st.leg[1].state != LEG_IN_SYNC;
 }
 
-static int source_failed(struct mirror *m, uint64_t chunk, int rc,
-			 struct cat_error *err)
+/* src: named as it was when the resync began (a failed leg loses its role). */
+static int copy_failed(const char *src, uint64_t chunk, int rc, struct cat_error *err)
 {
-	struct mirror_status st;
-	mirror_get_status(m, &st);
-	const char *src = st.authoritative >= 0 ? st.leg[st.authoritative].name
-						: "authoritative disk";
-	return cat_error_set(err, rc, "resync: %s: copy of chunk %llu failed (%s)",
-			     src, (unsigned long long)chunk,
-			     rc == -EIO ? "source disk failed" : "error");
+	if (rc == -EIO)
+		return cat_error_set(err, rc, "resync: %s failed at chunk %llu; the chunks not "
+				     "copied yet answer I/O errors", src, (unsigned long long)chunk);
+	return cat_error_set(err, rc, "resync: chunk %llu from %s: %s",
+			     (unsigned long long)chunk, src, strerror(-rc));
 }
 
 /* Walk the stale chunks, wrapping around while some remain. */
 static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 			     struct resync_result *res, struct cat_error *err)
 {
+	struct mirror_status st;
+	mirror_get_status(m, &st);
+	char src[sizeof(st.leg[0].name)];
+	snprintf(src, sizeof(src), "%s", st.authoritative >= 0 ?
+		 st.leg[st.authoritative].name : "the authoritative disk");
+
 	uint64_t total = mirror_stale_chunks(m), last_ns = now_ns();
 	uint64_t from = 0;
 
@@ -102,7 +108,7 @@ static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 			break;
 		}
 		if (rc < 0)
-			return source_failed(m, (uint64_t)chunk, rc, err);
+			return copy_failed(src, (uint64_t)chunk, rc, err);
 		res->chunks++;
 		res->blocks_copied += copied;
 		if (res->chunks > total)

@@ -60,11 +60,13 @@ int recovery_scrub(struct mirror *m, bool repair, mismatch_fn on_mismatch,
 
 	struct mirror_status st;
 	mirror_get_status(m, &st);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
+		if (st.leg[i].state == LEG_MISSING)
+			return cat_error_set(err, -ENODEV, "scrub: disk %d is missing", i + 1);
 		if (!leg_present(st.leg[i].state))
-			return cat_error_set(err, -ENODEV, "scrub: disk %d (%s) is %s",
-					     i + 1, st.leg[i].name,
-					     st.leg[i].state == LEG_MISSING ? "missing" : "failed");
+			return cat_error_set(err, -ENODEV, "scrub: disk %d (%s) has failed",
+					     i + 1, st.leg[i].name);
+	}
 
 	const char *phase = repair ? "repair" : "scrub";
 	struct run run = { .report = on_mismatch, .ctx = ctx, .res = res };

@@ -24,7 +24,7 @@ static const char usage[] =
 	"Usage: catamaran COMMAND [OPTIONS] [ARGS]\n"
 	"\n"
 	"Catamaran mirrors two disks (files or block devices) into one crash-safe\n"
-	"device and keeps a mail store on it.\n"
+	"block device. These commands work on the two disks while no daemon uses them.\n"
 	"\n"
 	"Commands:\n"
 	"  format DISK1 DISK2     write a new, empty mirror onto two disks\n"
@@ -61,7 +61,8 @@ static int help(int argc, char **argv)
 	const struct command *c = find_command(argv[1]);
 	if (!c)
 		return unknown_command(argv[1]);
-	char *args[] = { argv[1], "--help", NULL };
+	char help_opt[] = "--help";
+	char *args[] = { argv[1], help_opt, NULL };
 	return c->run(2, args);
 }
 

@@ -79,7 +79,7 @@ bool cli_same_disk(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-static bool refuse_same_disk(const char *cmd, const char *path1, const char *path2)
+bool cli_refuse_same_disk(const char *cmd, const char *path1, const char *path2)
 {
 	if (!cli_same_disk(path1, path2))
 		return false;
@@ -95,7 +95,7 @@ int cli_open_disks(const char *cmd, const char *path1, const char *path2,
 {
 	const char *paths[2] = { path1, path2 };
 	out[0] = out[1] = NULL;
-	if (refuse_same_disk(cmd, path1, path2))
+	if (cli_refuse_same_disk(cmd, path1, path2))
 		return -EINVAL;
 	for (int i = 0; i < 2; i++) {
 		char msg[600];
@@ -117,25 +117,30 @@ int cli_open_mirror(const char *cmd, const char *path1, const char *path2,
 	struct bdev *legs[2] = { NULL, NULL };
 	unsigned flags = opts->readonly ? URING_DISK_READONLY : 0;
 	*out = NULL;
-	if (refuse_same_disk(cmd, path1, path2))
+	if (cli_refuse_same_disk(cmd, path1, path2))
 		return -EINVAL;
 
-	int rc = 0;
+	int rc = 0, failed = -1;
+	char msg[2][600];
 	for (int i = 0; i < 2; i++) {
-		char msg[600];
-		rc = cli_open_disk(paths[i], flags, &legs[i], msg, sizeof(msg));
-		if (rc < 0 && !opts->allow_degraded) {
-			fprintf(stderr, "catamaran %s: %s\n", cmd, msg);
+		int r = cli_open_disk(paths[i], flags, &legs[i], msg[i], sizeof(msg[i]));
+		if (r < 0 && !opts->allow_degraded) {
+			fprintf(stderr, "catamaran %s: %s\n", cmd, msg[i]);
 			bdev_close(legs[0]);
-			return rc;
+			return r;
 		}
-		if (rc < 0)
-			fprintf(stderr, "catamaran %s: %s (continuing without it)\n", cmd, msg);
+		if (r < 0) {
+			rc = r;
+			failed = i;
+		}
 	}
 	if (!legs[0] && !legs[1]) {
-		fprintf(stderr, "catamaran %s: neither disk could be opened\n", cmd);
+		fprintf(stderr, "catamaran %s: neither disk can be opened: %s; %s\n", cmd,
+			msg[0], msg[1]);
 		return rc;
 	}
+	if (failed >= 0) /* degraded start: say so, once */
+		fprintf(stderr, "catamaran %s: %s (going on without it)\n", cmd, msg[failed]);
 
 	struct cat_error err = { 0 };
 	rc = mirror_open(legs, opts, out, &err);
@@ -178,23 +183,24 @@ int cli_bad_option(const char *cmd, int c, char **argv)
 
 static struct {
 	char phase[32];
-	uint64_t start_ns;
+	uint64_t start_ns, start_done; /* the rate counts from the first call */
 	int last_decile;  /* plain mode: last 10% step printed */
 	bool drawn;       /* tty mode: a bar is on the current line */
 } prog;
 
-static void progress_start(const char *phase)
+static void progress_start(const char *phase, uint64_t done)
 {
 	cli_progress_end();
 	snprintf(prog.phase, sizeof(prog.phase), "%s", phase);
 	prog.start_ns = now_ns();
+	prog.start_done = done;
 	prog.last_decile = -1;
 }
 
 /* Resync counts chunks, scrub counts 4 KiB blocks (shown as MiB/s). */
 static void format_rate(const char *phase, uint64_t done, double secs, char *buf, size_t len)
 {
-	if (secs <= 0)
+	if (secs < 0.05)
 		snprintf(buf, len, "-");
 	else if (strcmp(phase, "resync") == 0)
 		snprintf(buf, len, "%.0f chunks/s", (double)done / secs);
@@ -205,8 +211,10 @@ static void format_rate(const char *phase, uint64_t done, double secs, char *buf
 void cli_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 {
 	(void)ctx;
+	if (total == 0)
+		return; /* nothing to do: nothing to show */
 	if (strcmp(prog.phase, phase) != 0)
-		progress_start(phase);
+		progress_start(phase, done);
 	double pct = total ? 100.0 * (double)done / (double)total : 100.0;
 	if (pct > 100.0)
 		pct = 100.0;
@@ -225,7 +233,8 @@ void cli_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
 	for (int i = 0; i < BAR_WIDTH; i++)
 		bar[i] = i < filled ? '#' : '.';
 	bar[BAR_WIDTH] = '\0';
-	format_rate(phase, done, (double)(now_ns() - prog.start_ns) / 1e9, rate, sizeof(rate));
+	format_rate(phase, done - prog.start_done, (double)(now_ns() - prog.start_ns) / 1e9,
+		    rate, sizeof(rate));
 	/* \033[K clears what a longer previous line left behind. */
 	fprintf(stderr, "\r%-7s [%s] %5.1f%%  %llu/%llu  %s\033[K", phase, bar, pct,
 		(unsigned long long)done, (unsigned long long)total, rate);

@@ -45,6 +45,9 @@ int cli_open_disk(const char *path, unsigned flags, struct bdev **out,
 /* True when a and b name the same file or block device (hard links,
  * symlinks and different spellings included). */
 bool cli_same_disk(const char *a, const char *b);
+/* The same, printing the one-line error "catamaran CMD: B: is the same
+ * disk as A" when they are. */
+bool cli_refuse_same_disk(const char *cmd, const char *a, const char *b);
 
 /* Print "catamaran CMD: MESSAGE (see 'catamaran CMD --help')"; returns 2,
  * the exit status for bad usage. */

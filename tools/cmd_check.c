@@ -90,8 +90,9 @@ int cmd_check(int argc, char **argv)
 	if (shown.hidden)
 		printf("... and %" PRIu64 " more ranges\n", shown.hidden);
 	if (res.mismatched)
-		printf("Disks differ: %" PRIu64 " blocks in %" PRIu64 " ranges (%" PRIu64
-		       " blocks compared in %.2f s)\n", res.mismatched, res.ranges, res.blocks, res.seconds);
+		printf("Disks differ: %" PRIu64 " block%s in %" PRIu64 " range%s (%" PRIu64
+		       " blocks compared in %.2f s)\n", res.mismatched, res.mismatched == 1 ? "" : "s",
+		       res.ranges, res.ranges == 1 ? "" : "s", res.blocks, res.seconds);
 	else
 		printf("Disks are identical: %" PRIu64 " blocks compared in %.2f s\n", res.blocks,
 		       res.seconds);

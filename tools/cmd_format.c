@@ -24,7 +24,8 @@
 #define MIN_SIZE (2ull << 20)        /* msb_geometry's minimum */
 
 static const char format_usage[] =
-	"Usage: catamaran format [--size SIZE] [--chunk SIZE] [--force] DISK1 DISK2\n"
+	"Usage: catamaran format [--size SIZE] [--chunk SIZE] [--force] [--assume-clean]\n"
+	"                        DISK1 DISK2\n"
 	"\n"
 	"Write a new, empty mirror onto DISK1 and DISK2 (files or block devices).\n"
 	"A disk file that does not exist (or is empty) is created and preallocated.\n"
@@ -37,15 +38,20 @@ static const char format_usage[] =
 	"                     4K (default 1M, doubled on very large disks)\n"
 	"  -f, --force        overwrite a disk that already holds a Catamaran\n"
 	"                     mirror, or a block device that is not empty\n"
+	"  -a, --assume-clean the two data areas are already identical: skip the\n"
+	"                     initial full sync (implied when format created both\n"
+	"                     files, which start zero-filled)\n"
 	"  -h, --help         show this help\n"
 	"\n"
 	"The mirror spans the smaller disk, less 1 MiB or so for superblocks and bitmap.\n"
+	"Without --assume-clean, disk 2 is marked for a full sync from disk 1, which\n"
+	"the next 'catamaran recover' performs.\n"
 	"Exit status: 0 formatted, 2 error or bad usage (nothing is written).\n";
 
 struct format_args {
 	uint64_t size;       /* 0 = not given */
 	uint32_t chunk_blocks;
-	bool force;
+	bool force, assume_clean;
 	const char *path[2];
 };
 
@@ -55,13 +61,14 @@ static int parse_args(int argc, char **argv, struct format_args *a)
 		{ "size", required_argument, NULL, 's' },
 		{ "chunk", required_argument, NULL, 'c' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "assume-clean", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:c:fh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:c:fah", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_size(optarg, &v) < 0 || v % BDEV_BLOCK_SIZE)
@@ -78,6 +85,9 @@ static int parse_args(int argc, char **argv, struct format_args *a)
 			break;
 		case 'f':
 			a->force = true;
+			break;
+		case 'a':
+			a->assume_clean = true;
 			break;
 		case 'h':
 			fputs(format_usage, stdout);
@@ -154,7 +164,7 @@ static void undo_files(const struct format_args *a, const enum prepared done[2])
 }
 
 static void print_summary(const struct format_args *a, const struct msb *sb,
-			  struct bdev *legs[2], const enum prepared done[2])
+			  struct bdev *legs[2], const enum prepared done[2], bool clean)
 {
 	char uuid[37], size[32], chunk[32];
 	uuid_format(sb->uuid, uuid);
@@ -170,6 +180,8 @@ static void print_summary(const struct format_args *a, const struct msb *sb,
 	printf("  chunk size  %s (%llu chunks)\n",
 	       format_size((uint64_t)sb->chunk_blocks * BDEV_BLOCK_SIZE, chunk, sizeof(chunk)),
 	       (unsigned long long)msb_nchunks(sb));
+	printf("  state       %s\n", clean ? "in sync" :
+	       "disk 2 needs a full sync: run 'catamaran recover'");
 }
 
 static int format_disks(const struct format_args *a, const enum prepared done[2])
@@ -177,14 +189,14 @@ static int format_disks(const struct format_args *a, const enum prepared done[2]
 	struct bdev *legs[2];
 	if (cli_open_disks("format", a->path[0], a->path[1], 0, legs) < 0)
 		return -1;
-	struct mirror_format_opts o = { .chunk_blocks = a->chunk_blocks, .force = a->force };
+	/* Files format made itself are all zeros: identical already. */
+	bool fresh = done[0] != KEPT && done[1] != KEPT;
+	struct mirror_format_opts o = { .chunk_blocks = a->chunk_blocks, .force = a->force,
+					.assume_clean = a->assume_clean || fresh };
 	struct cat_error err = { 0 };
 	int rc = mirror_format(legs, &o, &err);
 	if (rc < 0) {
-		const char *hint = (rc == -EEXIST || rc == -ENOTEMPTY) && !a->force ?
-					   " (use --force to overwrite it)" : "";
-		fprintf(stderr, "catamaran format: %s%s\n",
-			err.msg[0] ? err.msg : strerror(-rc), hint);
+		fprintf(stderr, "catamaran format: %s\n", err.msg[0] ? err.msg : strerror(-rc));
 	} else {
 		struct msb sb;
 		rc = msb_read(legs[0], &sb, NULL);
@@ -192,7 +204,7 @@ static int format_disks(const struct format_args *a, const enum prepared done[2]
 			fprintf(stderr, "catamaran format: %s: cannot read back the superblock: %s\n",
 				a->path[0], strerror(-rc));
 		else
-			print_summary(a, &sb, legs, done);
+			print_summary(a, &sb, legs, done, o.assume_clean);
 	}
 	bdev_close(legs[0]);
 	bdev_close(legs[1]);
@@ -205,10 +217,8 @@ int cmd_format(int argc, char **argv)
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	if (cli_same_disk(a.path[0], a.path[1])) {
-		fprintf(stderr, "catamaran format: %s: the same disk is given twice\n", a.path[1]);
+	if (cli_refuse_same_disk("format", a.path[0], a.path[1]))
 		return 2;
-	}
 	enum prepared done[2] = { KEPT, KEPT };
 	if (prepare_files(&a, done) < 0 || format_disks(&a, done) < 0) {
 		undo_files(&a, done);

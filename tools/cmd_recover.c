@@ -54,11 +54,14 @@ static int parse_args(int argc, char **argv, struct mirror_opts *o, const char *
 	return 0;
 }
 
-static void print_plan(const struct mirror_status *st)
+static void print_plan(const struct mirror_status *st, int target)
 {
-	int target = st->authoritative >= 0 ? 1 - st->authoritative : -1;
-	if (st->stale_chunks == 0 || target < 0) {
-		printf("Nothing to copy.\n");
+	if (target < 0) {
+		printf("Nothing to resync.\n");
+		return;
+	}
+	if (st->stale_chunks == 0) {
+		printf("No chunk to copy; %s will be marked in sync\n", st->leg[target].name);
 		return;
 	}
 	char size[32];
@@ -72,11 +75,14 @@ static void print_result(const struct resync_result *res, const struct mirror_st
 {
 	char size[32];
 	if (res->chunks)
-		printf("Resync done: %" PRIu64 " chunks visited, %" PRIu64 " blocks (%s) copied in %.2f s\n",
-		       res->chunks, res->blocks_copied,
+		printf("Resync done: %" PRIu64 " chunk%s visited, %" PRIu64 " block%s (%s) copied in %.2f s\n",
+		       res->chunks, res->chunks == 1 ? "" : "s", res->blocks_copied,
+		       res->blocks_copied == 1 ? "" : "s",
 		       format_size(res->blocks_copied * BDEV_BLOCK_SIZE, size, sizeof(size)), res->seconds);
 	for (int i = 0; i < 2; i++)
-		if (st->leg[i].state != LEG_IN_SYNC)
+		if (st->leg[i].state == LEG_MISSING)
+			printf("Disk %d is missing: the mirror is DEGRADED\n", i + 1);
+		else if (st->leg[i].state != LEG_IN_SYNC)
 			printf("Disk %d (%s) is %s: the mirror is DEGRADED\n", i + 1, st->leg[i].name,
 			       member_state_name((int)st->leg[i].state));
 	if (st->leg[0].state == LEG_IN_SYNC && st->leg[1].state == LEG_IN_SYNC)
@@ -97,7 +103,7 @@ int cmd_recover(int argc, char **argv)
 		return 2;
 	struct mirror_status st;
 	mirror_get_status(m, &st);
-	print_plan(&st);
+	print_plan(&st, mirror_rebuilding_leg(m));
 
 	struct resync_result res;
 	struct cat_error err = { 0 };

@@ -3,10 +3,7 @@
  * say, and what assembling them would do. Offline and read-only: the disks
  * are opened O_RDONLY without the lock, and nothing is ever written.
  *
- * The verdict follows mirror_open's rules (mirror.h): the authoritative disk
- * is an in-sync one that its partner does not record as failed, with the
- * higher event count; the other one is resynced from the union of both
- * bitmaps when they can be trusted, in full when they cannot.
+ * The verdict is mirror_plan(), the very decision mirror_open takes.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +15,7 @@
 
 #include "blockdev/disk/uring_disk.h"
 #include "blockdev/mirror/bitmap.h"
+#include "blockdev/mirror/mirror.h"
 #include "blockdev/mirror/superblock.h"
 #include "core/base/util.h"
 #include "tools/cli.h"
@@ -65,7 +63,7 @@ static const char *slot_problem(int rc)
 {
 	switch (-rc) {
 	case 0: return NULL;
-	case EBADMSG: return "not a Catamaran superblock (bad magic)";
+	case EBADMSG: return "no superblock (empty or not Catamaran)";
 	case EPROTO: return "unsupported format version";
 	case EUCLEAN: return "checksum mismatch or impossible geometry";
 	}
@@ -110,11 +108,14 @@ static void inspect_disk(const char *path, struct disk_report *r)
 	r->device_blocks = disk->nblocks;
 	int rc = msb_read(disk, &r->sb, r->slot_errors);
 	r->sb_valid = rc == 0;
+	if (rc < 0 && rc != -EBADMSG && rc != -EUCLEAN && rc != -EPROTO)
+		r->slot_errors[0] = r->slot_errors[1] = rc; /* I/O error: no slot read */
 	if (rc == -EBADMSG)
 		snprintf(r->error, sizeof(r->error), "%s: not a Catamaran disk (no superblock)", path);
-	else if (rc < 0 && (rc == -EUCLEAN || rc == -EPROTO))
-		snprintf(r->error, sizeof(r->error), "%s: superblock damaged in both slots (%s)",
-			 path, slot_problem(rc));
+	else if (rc == -EUCLEAN)
+		snprintf(r->error, sizeof(r->error), "%s: superblock damaged in both slots", path);
+	else if (rc == -EPROTO)
+		snprintf(r->error, sizeof(r->error), "%s: superblock of an unsupported format version", path);
 	else if (rc < 0)
 		snprintf(r->error, sizeof(r->error), "%s: cannot read the superblock: %s",
 			 path, strerror(-rc));
@@ -147,88 +148,69 @@ static void verdict_set(struct verdict *v, const char *code, bool problem,
 	v->problem = problem;
 }
 
-/* Both superblocks valid and of one array; d[] is indexed by disk index.
- * Mirrors decide_roles() in mirror.c: returns the authoritative disk index
- * (-1 none) and the one to resync (-1 none), and whether in full. */
-static int roles(const struct disk_report *d[2], int *rebuild, bool *full, bool *split)
+/* Do two valid superblocks describe one array? Sets the verdict if not. */
+static bool one_array(const struct disk_report r[2], struct verdict *v)
 {
-	bool complete[2], accuses[2];
-	for (int i = 0; i < 2; i++) {
-		complete[i] = d[i]->sb.member_state[i] == MEMBER_IN_SYNC;
-		accuses[i] = d[i]->sb.member_state[1 - i] != MEMBER_IN_SYNC;
-	}
-	int auth = d[1]->sb.events > d[0]->sb.events ? 1 : 0; /* tie: index 0 */
-	*rebuild = -1;
-	*full = *split = false;
-	if (!complete[0] && !complete[1])
-		return -1;
-	if (complete[0] != complete[1]) {
-		auth = complete[0] ? 0 : 1;
-		if (accuses[1 - auth])
-			return -1; /* interrupted rebuild vs stale disk: refuse to guess */
-		*full = true;
-	} else if (accuses[0] && accuses[1]) {
-		*full = *split = true;
-	} else if (accuses[0] || accuses[1]) {
-		auth = accuses[0] ? 0 : 1;
-		*full = d[auth]->sb.member_state[1 - auth] == MEMBER_REBUILDING;
-	} else if (d[0]->sb.clean && d[1]->sb.clean && d[0]->sb.events == d[1]->sb.events) {
-		return auth; /* clean shutdown of an in-sync pair */
-	}
-	*rebuild = 1 - auth;
-	return auth;
+	char why[160];
+	if (!msb_pair_problem(&r[0].sb, &r[1].sb, why, sizeof(why)))
+		return true;
+	verdict_set(v, "unusable", true, "%s and %s %s", r[0].path, r[1].path, why);
+	return false;
 }
 
 static void judge_pair(const struct disk_report r[2], struct verdict *v)
 {
-	if (memcmp(r[0].sb.uuid, r[1].sb.uuid, 16) != 0)
-		return verdict_set(v, "unusable", true, "%s and %s belong to different arrays (UUIDs differ)",
-				   r[0].path, r[1].path);
-	if (r[0].sb.disk_index == r[1].sb.disk_index)
-		return verdict_set(v, "unusable", true, "%s and %s both claim to be disk %u of the array",
-				   r[0].path, r[1].path, r[0].sb.disk_index + 1);
-	if (!msb_same_geometry(&r[0].sb, &r[1].sb))
-		return verdict_set(v, "unusable", true, "%s and %s disagree on the array geometry",
-				   r[0].path, r[1].path);
-
 	const struct disk_report *d[2];
 	d[r[0].sb.disk_index] = &r[0];
 	d[r[1].sb.disk_index] = &r[1];
-	int rebuild;
-	bool full, split;
-	int auth = roles(d, &rebuild, &full, &split);
-	if (auth < 0)
-		return verdict_set(v, "unusable", true,
-				   "neither %s nor %s is known to hold all the data (interrupted rebuild)",
-				   r[0].path, r[1].path);
+	const struct msb *view[2] = { &d[0]->sb, &d[1]->sb };
+	struct mirror_plan plan;
+	mirror_plan(view, false, &plan); /* the decision mirror_open will take */
+	if (plan.auth < 0) {
+		verdict_set(v, "unusable", true, "%s + %s: %s", r[0].path, r[1].path, plan.refusal);
+		return;
+	}
+	int auth = plan.auth, rebuild = plan.rebuild;
 	v->authoritative = (int)(d[auth] - r);
-	if (rebuild < 0)
-		return verdict_set(v, "clean", false, "both disks in sync; %s leads", d[auth]->path);
+	if (rebuild < 0) {
+		verdict_set(v, "clean", false, "both disks in sync; %s leads", d[auth]->path);
+		return;
+	}
 	uint64_t nchunks = msb_nchunks(&d[auth]->sb);
-	v->resync = full ? "full" : "bitmap";
-	v->stale_chunks = full ? nchunks : count_bits(d[0]->bits, d[1]->bits, nchunks);
+	v->resync = plan.full ? "full" : "bitmap";
+	v->stale_chunks = plan.full ? nchunks : count_bits(d[0]->bits, d[1]->bits, nchunks);
 	verdict_set(v, "needs-resync", false,
 		    "%s is authoritative; %s needs a %s resync (%" PRIu64 " of %" PRIu64 " chunks)%s",
 		    d[auth]->path, d[rebuild]->path, v->resync, v->stale_chunks, nchunks,
-		    split ? "; split brain: each disk recorded the other as failed" : "");
+		    plan.split_brain ? "; split brain: each disk recorded the other as failed" : "");
 }
 
-static void judge(struct disk_report r[2], struct verdict *v)
+/* Only r[good] is usable: can the array run on it alone? */
+static void judge_single(const struct disk_report r[2], int good, struct verdict *v)
+{
+	if (!self_in_sync(&r[good])) {
+		verdict_set(v, "unusable", true, "%s is the only usable disk and it is incomplete "
+			    "(it was being rebuilt)", r[good].path);
+		return;
+	}
+	v->authoritative = good;
+	verdict_set(v, "degraded", true, "only %s is usable; replace %s or recover --degraded",
+		    r[good].path, r[1 - good].path);
+}
+
+static void judge(const struct disk_report r[2], struct verdict *v)
 {
 	*v = (struct verdict){ .code = "unusable", .authoritative = -1, .resync = "none",
 			       .problem = true };
 	bool ok[2] = { !r[0].error[0], !r[1].error[0] };
-	if (ok[0] && ok[1])
-		return judge_pair(r, v);
-	if (!ok[0] && !ok[1])
-		return verdict_set(v, "unusable", true, "neither %s nor %s is usable", r[0].path, r[1].path);
-	int good = ok[0] ? 0 : 1;
-	v->authoritative = self_in_sync(&r[good]) ? good : -1;
-	if (v->authoritative < 0)
-		return verdict_set(v, "unusable", true, "%s is the only usable disk and it is not in sync",
-				   r[good].path);
-	verdict_set(v, "degraded", true, "only %s is usable; replace %s or recover --degraded",
-		    r[good].path, r[1 - good].path);
+	if (ok[0] && ok[1]) {
+		if (one_array(r, v))
+			judge_pair(r, v);
+	} else if (ok[0] || ok[1]) {
+		judge_single(r, ok[0] ? 0 : 1, v);
+	} else {
+		verdict_set(v, "unusable", true, "neither %s nor %s is usable", r[0].path, r[1].path);
+	}
 }
 
 /* ---- text output -------------------------------------------------------- */
@@ -236,16 +218,16 @@ static void judge(struct disk_report r[2], struct verdict *v)
 static void print_disk_text(int pos, const struct disk_report *r)
 {
 	printf("Disk %d: %s\n", pos + 1, r->path);
-	if (!r->opened || !r->sb_valid) {
+	for (int s = 0; r->opened && s < MSB_SLOTS; s++)
+		printf("  slot %c        %s\n", 'A' + s,
+		       r->slot_errors[s] ? slot_problem(r->slot_errors[s]) : "valid");
+	if (!r->sb_valid) {
 		printf("  problem       %s\n", r->error);
 		return;
 	}
 	const struct msb *sb = &r->sb;
 	char uuid[37], size[32];
 	uuid_format(sb->uuid, uuid);
-	for (int s = 0; s < MSB_SLOTS; s++)
-		printf("  slot %c        %s\n", 'A' + s,
-		       r->slot_errors[s] ? slot_problem(r->slot_errors[s]) : "valid");
 	printf("  array uuid    %s\n", uuid);
 	printf("  disk index    %u\n", sb->disk_index);
 	printf("  events        %" PRIu64 "\n", sb->events);
@@ -282,9 +264,11 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
+/* "name": "value" (null when value is NULL); a bare value when name is NULL. */
 static void json_field_string(const char *name, const char *value, bool comma)
 {
-	printf("\"%s\": ", name);
+	if (name)
+		printf("\"%s\": ", name);
 	if (value)
 		json_string(value);
 	else
@@ -302,22 +286,26 @@ static void print_disk_json(int pos, const struct disk_report *r)
 	json_field_string("path", r->path, true);
 	printf("\"opened\": %s, ", r->opened ? "true" : "false");
 	json_field_string("error", r->error[0] ? r->error : NULL, true);
-	printf("\"superblock_valid\": %s, \"slot_errors\": [", v ? "true" : "false");
-	for (int s = 0; s < MSB_SLOTS; s++) {
-		const char *problem = r->opened ? slot_problem(r->slot_errors[s]) : "not read";
-		if (problem)
-			json_string(problem);
-		else
-			printf("null");
-		printf(s + 1 < MSB_SLOTS ? ", " : "");
+	printf("\"superblock_valid\": %s, \"slot_errors\": ", v ? "true" : "false");
+	if (r->opened) {
+		printf("[");
+		for (int s = 0; s < MSB_SLOTS; s++) {
+			json_field_string(NULL, slot_problem(r->slot_errors[s]), false);
+			printf(s + 1 < MSB_SLOTS ? ", " : "");
+		}
+		printf("], ");
+	} else {
+		printf("null, ");
 	}
-	printf("], ");
 	if (!v) {
+		char blocks[24] = "null";
+		if (r->opened)
+			snprintf(blocks, sizeof(blocks), "%" PRIu64, r->device_blocks);
 		printf("\"uuid\": null, \"disk_index\": null, \"events\": null, \"member_states\": null, "
-		       "\"clean\": null, \"device_blocks\": %" PRIu64 ", \"disk_blocks\": null, "
+		       "\"clean\": null, \"device_blocks\": %s, \"disk_blocks\": null, "
 		       "\"data_offset\": null, \"data_blocks\": null, \"chunk_blocks\": null, "
 		       "\"nchunks\": null, \"bitmap_offset\": null, \"bitmap_blocks\": null, "
-		       "\"dirty_chunks\": null, \"bitmap_bad_blocks\": null}", r->device_blocks);
+		       "\"dirty_chunks\": null, \"bitmap_bad_blocks\": null}", blocks);
 		return;
 	}
 	json_field_string("uuid", uuid, true);
@@ -405,9 +393,15 @@ int cmd_status(int argc, char **argv)
 		print_disk_text(1, &r[1]);
 		printf("Verdict: %s: %s\n", v.code, v.message);
 	}
+	/* The one-line error: what is wrong with a disk, else with the pair. */
+	bool disk_error = false;
 	for (int p = 0; p < 2; p++)
-		if (r[p].error[0])
+		if (r[p].error[0]) {
 			fprintf(stderr, "catamaran status: %s\n", r[p].error);
+			disk_error = true;
+		}
+	if (v.problem && !disk_error)
+		fprintf(stderr, "catamaran status: %s\n", v.message);
 	free(r[0].bits);
 	free(r[1].bits);
 	return v.problem ? 1 : 0;

@@ -76,8 +76,6 @@ static int ring_key_error;
  * mappings and must never be used there. */
 static unsigned fork_generation;
 
-static const struct bdev_ops uring_disk_ops;
-
 static const char *errno_text(int code, char *buf, size_t len)
 {
 	return strerror_r(code < 0 ? -code : code, buf, len);
@@ -284,7 +282,7 @@ static void slot_complete(struct thread_ring *tr, struct ring_slot *s, int res)
 		slot_finish(tr, s, 0);
 		return;
 	}
-	if (s->retried || res == 0) {
+	if (s->retried) {
 		cat_log(CAT_LOG_WARN, "%s: short %s at block %llu (%zu of %zu bytes)",
 			s->disk->b.name, s->op == BDEV_READ ? "read" : "write",
 			(unsigned long long)(s->offset >> BDEV_BLOCK_SHIFT),

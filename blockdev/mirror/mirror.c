@@ -22,7 +22,10 @@
 #include "core/base/log.h"
 #include "core/base/util.h"
 
-#define NSTRIPES 1024u          /* lock stripes; block b uses stripe b % NSTRIPES */
+#define NSTRIPES 1024u          /* lock stripes */
+#define STRIPE_SHIFT 6          /* 64 blocks (256 KiB) per stripe group:
+				 * group g = b >> 6 uses stripe g % NSTRIPES, so
+				 * a 1 MiB request takes 4 locks, not 256 */
 #define SEGMENT_BLOCKS 256u     /* resync/compare unit: 1 MiB */
 #define DEFAULT_CLEAN_DELAY_MS 1000u
 
@@ -119,11 +122,12 @@ static void stripe_range(uint64_t blkno, uint64_t n, uint32_t *a0, uint32_t *a1,
 			 uint32_t *b0, uint32_t *b1)
 {
 	/* Two ascending runs [a0,a1) then [b0,b1) of stripe indices. */
-	if (n >= NSTRIPES) {
+	uint64_t g0 = blkno >> STRIPE_SHIFT, g1 = (blkno + n - 1) >> STRIPE_SHIFT;
+	if (g1 - g0 + 1 >= NSTRIPES) {
 		*a0 = 0, *a1 = NSTRIPES, *b0 = *b1 = NSTRIPES;
 		return;
 	}
-	uint32_t s = (uint32_t)(blkno % NSTRIPES), e = s + (uint32_t)n;
+	uint32_t s = (uint32_t)(g0 % NSTRIPES), e = s + (uint32_t)(g1 - g0 + 1);
 	if (e <= NSTRIPES) {
 		*a0 = s, *a1 = e, *b0 = *b1 = NSTRIPES;
 	} else {
@@ -342,9 +346,12 @@ static int mirror_readv(struct bdev *d, uint64_t blkno, const struct iovec *iov,
 	stripes_lock(m, blkno, n, false);
 	int rc = -EIO, first = first_read_leg(m, blkno, n);
 	for (int attempt = 0, i = first; attempt < 2 && i >= 0; attempt++, i = 1 - i) {
+		/* Device before state: a reader that sees a replacement device
+		 * also sees it failed or stale (see mirror_replace_leg). */
+		struct bdev *dev = m->leg[i].dev;
 		if (!leg_holds(m, i, blkno, n))
 			continue;
-		rc = bdev_readv(m->leg[i].dev, m->sb.data_offset + blkno, iov, iovcnt);
+		rc = bdev_readv(dev, m->sb.data_offset + blkno, iov, iovcnt);
 		if (rc == 0) {
 			if (attempt == 1 && leg_live(m, 1 - i) && leg_holds(m, 1 - i, blkno, n))
 				repair_leg(m, 1 - i, blkno, iov, iovcnt, n);
@@ -355,7 +362,7 @@ static int mirror_readv(struct bdev *d, uint64_t blkno, const struct iovec *iov,
 		 * failed for a read error: the caller gets EIO instead. */
 		atomic_fetch_add(&m->leg[i].read_errors, 1);
 		if (rc == -ENODEV || rc == -ENXIO)
-			fail_leg(m, i, m->leg[i].dev, rc, "device gone");
+			fail_leg(m, i, dev, rc, "device gone");
 	}
 	stripes_unlock(m, blkno, n);
 	return rc == 0 ? 0 : -EIO;
@@ -520,10 +527,7 @@ int mirror_format(struct bdev *legs[2], const struct mirror_format_opts *o,
 struct assembly {
 	struct msb sb[2];
 	bool present[2];
-	int auth;               /* -1: none */
-	int rebuild;            /* leg to resync, -1: none */
-	bool full;              /* every chunk stale */
-	uint8_t rebuild_state;  /* member state recorded on disk meanwhile */
+	struct mirror_plan plan;
 };
 
 static int read_member(struct bdev *d, int i, struct msb *sb, struct cat_error *err)
@@ -549,70 +553,62 @@ static int read_member(struct bdev *d, int i, struct msb *sb, struct cat_error *
 	return 0;
 }
 
-/* Both superblocks read and ordered: do they describe one array? */
-static int check_pair(struct bdev *legs[2], const struct msb sb[2], struct cat_error *err)
+static void plan_refuse(struct mirror_plan *p, const char *why)
 {
-	char u0[37], u1[37];
-	if (memcmp(sb[0].uuid, sb[1].uuid, 16)) {
-		uuid_format(sb[0].uuid, u0);
-		uuid_format(sb[1].uuid, u1);
-		return cat_error_set(err, -EINVAL, "disk 1 (%s) and disk 2 (%s) belong to different arrays (UUID %s vs %s)",
-				     legs[0]->name, legs[1]->name, u0, u1);
-	}
-	if (sb[0].disk_index == sb[1].disk_index)
-		return cat_error_set(err, -EINVAL, "disk 1 (%s) and disk 2 (%s) both claim to be disk %u of the array (a copied disk?)",
-				     legs[0]->name, legs[1]->name, sb[0].disk_index + 1);
-	if (!msb_same_geometry(&sb[0], &sb[1]))
-		return cat_error_set(err, -EINVAL, "disk 1 (%s) and disk 2 (%s) disagree on the array's size or layout",
-				     legs[0]->name, legs[1]->name);
-	return 0;
+	p->auth = p->rebuild = -1;
+	snprintf(p->refusal, sizeof(p->refusal), "%s", why);
 }
 
-/* Decide who is authoritative and what the other needs. See mirror.h. */
-static int decide_roles(struct assembly *a, bool full_resync, struct bdev *legs[2], struct cat_error *err)
+/* Who is authoritative and what the other needs: the table in README.md. */
+void mirror_plan(const struct msb *sb[2], bool full_resync, struct mirror_plan *p)
 {
-	const struct msb *s = a->sb;
-	a->rebuild = -1;
-	if (!a->present[0] || !a->present[1]) {
-		int p = a->present[0] ? 0 : 1;
-		if (s[p].member_state[p] != MEMBER_IN_SYNC)
-			return cat_error_set(err, -EUCLEAN, "disk %d (%s) is incomplete (it was being rebuilt) and its partner is missing",
-					     p + 1, legs[p]->name);
-		a->auth = p;
-		return 0;
+	memset(p, 0, sizeof(*p));
+	p->rebuild = -1;
+	if (!sb[0] || !sb[1]) {
+		int i = sb[0] ? 0 : 1;
+		if (!sb[i])
+			plan_refuse(p, "no usable disk");
+		else if (sb[i]->member_state[i] != MEMBER_IN_SYNC)
+			plan_refuse(p, i ? "disk 2 is incomplete (it was being rebuilt) and disk 1 is missing"
+					 : "disk 1 is incomplete (it was being rebuilt) and disk 2 is missing");
+		else
+			p->auth = i;
+		return;
 	}
 	bool complete[2], accuses[2];
 	for (int i = 0; i < 2; i++) {
-		complete[i] = s[i].member_state[i] == MEMBER_IN_SYNC;
-		accuses[i] = s[i].member_state[1 - i] != MEMBER_IN_SYNC;
+		complete[i] = sb[i]->member_state[i] == MEMBER_IN_SYNC;
+		accuses[i] = sb[i]->member_state[1 - i] != MEMBER_IN_SYNC;
 	}
-	if (!complete[0] && !complete[1])
-		return cat_error_set(err, -EUCLEAN, "neither disk is complete: both were being rebuilt");
+	int newer = sb[1]->events > sb[0]->events ? 1 : 0;
+	if (!complete[0] && !complete[1]) {
+		plan_refuse(p, "neither disk is complete: both were being rebuilt");
+		return;
+	}
 	if (complete[0] != complete[1]) {
 		int c = complete[0] ? 0 : 1;
-		if (accuses[1 - c])
-			return cat_error_set(err, -EUCLEAN, "disk %d (%s) is incomplete (its rebuild was interrupted by the failure of disk %d) and disk %d (%s) is stale: refusing to guess",
-					     2 - c, legs[1 - c]->name, c + 1, c + 1, legs[c]->name);
-		a->auth = c, a->rebuild = 1 - c, a->full = true;
+		if (accuses[1 - c]) {
+			plan_refuse(p, "one disk's rebuild was interrupted by the failure of the other, "
+				       "which is therefore stale: refusing to guess");
+			return;
+		}
+		p->auth = c, p->rebuild = 1 - c, p->full = true;
 	} else if (accuses[0] && accuses[1]) {
-		a->auth = s[1].events > s[0].events ? 1 : 0;
-		a->rebuild = 1 - a->auth, a->full = true;
-		cat_log(CAT_LOG_WARN, "split brain: each disk records the other as failed; disk %d has the higher event count and wins, disk %d will be fully overwritten",
-			a->auth + 1, 2 - a->auth);
+		p->auth = newer, p->rebuild = 1 - newer, p->full = p->split_brain = true;
 	} else if (accuses[0] || accuses[1]) {
-		a->auth = accuses[0] ? 0 : 1;
-		a->rebuild = 1 - a->auth;
-		a->full = s[a->auth].member_state[a->rebuild] == MEMBER_REBUILDING;
+		p->auth = accuses[0] ? 0 : 1;
+		p->rebuild = 1 - p->auth;
+		p->full = sb[p->auth]->member_state[p->rebuild] == MEMBER_REBUILDING;
 	} else {
-		a->auth = s[1].events > s[0].events ? 1 : 0;
-		bool clean = s[0].clean && s[1].clean && s[0].events == s[1].events;
+		p->auth = newer;
+		bool clean = sb[0]->clean && sb[1]->clean && sb[0]->events == sb[1]->events;
 		if (!clean || full_resync)
-			a->rebuild = 1 - a->auth;
+			p->rebuild = 1 - newer;
 	}
-	if (full_resync && a->rebuild >= 0)
-		a->full = true;
-	a->rebuild_state = a->full ? MEMBER_REBUILDING : s[a->auth].member_state[a->rebuild >= 0 ? a->rebuild : 0];
-	return 0;
+	if (p->rebuild < 0)
+		return;
+	p->full = p->full || full_resync;
+	p->rebuild_state = p->full ? MEMBER_REBUILDING : sb[p->auth]->member_state[p->rebuild];
 }
 
 /* Union of the present legs' bitmaps (a damaged block reads as all dirty). */
@@ -720,13 +716,15 @@ static int setup_state(struct mirror *m, const struct assembly *a, const struct 
 		return -ENOMEM;
 	}
 	int rc = read_bitmaps(m, bits);
-	atomic_store(&m->auth, a->auth);
-	if (rc == 0 && a->rebuild >= 0) {
-		atomic_store(&m->leg[a->rebuild].state, LEG_REBUILDING);
-		m->resync_compare = true;
-		m->rebuild_member_state = a->rebuild_state;
+	atomic_store(&m->auth, a->plan.auth);
+	if (rc == 0 && a->plan.rebuild >= 0) {
+		atomic_store(&m->leg[a->plan.rebuild].state, LEG_REBUILDING);
+		/* DRBD's trick pays for a bitmap resync (mostly equal chunks);
+		 * a full one copies sequentially, as fast as a plain copy. */
+		m->resync_compare = !a->plan.full;
+		m->rebuild_member_state = a->plan.rebuild_state;
 		for (uint64_t c = 0; c < nchunks; c++)
-			if (a->full || (bits[c >> 3] & (1u << (c & 7))))
+			if (a->plan.full || (bits[c >> 3] & (1u << (c & 7))))
 				chunk_set_stale(m, c, true);
 	}
 	uint32_t delay = o->clean_delay_ms ? o->clean_delay_ms : DEFAULT_CLEAN_DELAY_MS;
@@ -759,39 +757,44 @@ static int assemble(struct bdev *legs[2], const struct mirror_opts *o, struct as
 {
 	memset(a, 0, sizeof(*a));
 	for (int i = 0; i < 2; i++) {
-		a->present[i] = legs[i] != NULL;
 		if (!legs[i])
 			continue;
 		int rc = read_member(legs[i], i, &a->sb[i], err);
 		if (rc < 0)
 			return rc;
 	}
-	if (!a->present[0] && !a->present[1])
+	if (!legs[0] && !legs[1])
 		return cat_error_set(err, -ENODEV, "no disk given");
-	if ((!a->present[0] || !a->present[1]) && !o->allow_degraded)
+	if ((!legs[0] || !legs[1]) && !o->allow_degraded)
 		return cat_error_set(err, -ENODEV, "disk %d is missing (degraded start not allowed)",
-				     a->present[0] ? 2 : 1);
-	if (a->present[0] && a->present[1]) {
-		if (a->sb[0].disk_index == 1 && a->sb[1].disk_index == 0) {
-			struct bdev *t = legs[0]; /* given in the other order */
-			legs[0] = legs[1], legs[1] = t;
-			struct msb ts = a->sb[0];
-			a->sb[0] = a->sb[1], a->sb[1] = ts;
-		}
-		int rc = check_pair(legs, a->sb, err);
-		if (rc < 0)
-			return rc;
-	} else {
-		int p = a->present[0] ? 0 : 1;
-		if ((int)a->sb[p].disk_index != p) {
-			legs[a->sb[p].disk_index] = legs[p];
-			legs[p] = NULL;
-			a->present[a->sb[p].disk_index] = true;
-			a->present[p] = false;
-			a->sb[a->sb[p].disk_index] = a->sb[p];
-		}
+				     legs[0] ? 2 : 1);
+	if (legs[0] && legs[1]) {
+		char why[160];
+		if (msb_pair_problem(&a->sb[0], &a->sb[1], why, sizeof(why)))
+			return cat_error_set(err, -EINVAL, "disk 1 (%s) and disk 2 (%s) %s",
+					     legs[0]->name, legs[1]->name, why);
 	}
-	return decide_roles(a, o->full_resync, legs, err);
+	/* Put each disk in the slot its superblock names (given in any order). */
+	struct bdev *given[2] = { legs[0], legs[1] };
+	struct msb sbs[2] = { a->sb[0], a->sb[1] };
+	legs[0] = legs[1] = NULL;
+	for (int i = 0; i < 2; i++)
+		if (given[i]) {
+			uint32_t k = sbs[i].disk_index;
+			legs[k] = given[i];
+			a->sb[k] = sbs[i];
+			a->present[k] = true;
+		}
+	const struct msb *view[2] = { a->present[0] ? &a->sb[0] : NULL, a->present[1] ? &a->sb[1] : NULL };
+	mirror_plan(view, o->full_resync, &a->plan);
+	if (a->plan.auth < 0)
+		return cat_error_set(err, -EUCLEAN, "cannot assemble %s + %s: %s",
+				     legs[0] ? legs[0]->name : "-", legs[1] ? legs[1]->name : "-",
+				     a->plan.refusal);
+	if (a->plan.split_brain)
+		cat_log(CAT_LOG_WARN, "split brain: each disk records the other as failed; disk %d has the higher event count and wins, disk %d will be fully overwritten",
+			a->plan.auth + 1, 2 - a->plan.auth);
+	return 0;
 }
 
 int mirror_open(struct bdev *legs_in[2], const struct mirror_opts *opts, struct mirror **out,
@@ -808,7 +811,7 @@ int mirror_open(struct bdev *legs_in[2], const struct mirror_opts *opts, struct 
 		bdev_close(legs[1]);
 		return rc < 0 ? rc : cat_error_set(err, -ENOMEM, "out of memory");
 	}
-	m->sb = a.sb[a.auth];
+	m->sb = a.sb[a.plan.auth];
 	m->readonly = o->readonly;
 	m->bdev.nblocks = m->sb.data_blocks;
 	snprintf(m->bdev.name, sizeof(m->bdev.name), "mirror(%.120s,%.120s)",
@@ -1043,20 +1046,24 @@ int mirror_replace_leg(struct mirror *m, int leg, struct bdev *newdev, struct ca
 		return cat_error_set(err, -ENOSPC, "%s: too small to replace disk %d", newdev->name, leg + 1);
 	if (leg_state(m, 1 - leg) != LEG_IN_SYNC)
 		return cat_error_set(err, -EBUSY, "disk %d is not in sync: nothing to rebuild from", 2 - leg);
-	stripes_lock(m, 0, NSTRIPES, true); /* no I/O may be using the old device */
+	if (leg_live(m, leg))
+		fail_leg(m, leg, NULL, 0, "being replaced");
+	/* No I/O needs stopping: the old device is retired, not closed, so
+	 * requests still using it finish harmlessly (their errors no longer
+	 * count against the slot), and every chunk is marked stale before
+	 * the new leg goes live, so nothing reads from it too early. */
 	pthread_mutex_lock(&m->state_lock);
 	struct bdev *old = m->leg[leg].dev;
 	if (old && m->nretired == (int)(sizeof(m->retired) / sizeof(m->retired[0]))) {
 		pthread_mutex_unlock(&m->state_lock);
-		stripes_unlock(m, 0, NSTRIPES);
 		return cat_error_set(err, -EBUSY, "too many replacements in one session; restart first");
 	}
 	if (old)
 		m->retired[m->nretired++] = old;
-	m->leg[leg].dev = newdev;
 	uint64_t nchunks = msb_nchunks(&m->sb);
 	for (uint64_t c = 0; c < nchunks; c++)
 		chunk_set_stale(m, c, true);
+	m->leg[leg].dev = newdev; /* after the stale bits, before the state */
 	m->resync_compare = false; /* a new disk: copy, do not compare */
 	m->rebuild_member_state = MEMBER_REBUILDING;
 	atomic_store(&m->leg[leg].state, LEG_REBUILDING);
@@ -1067,7 +1074,6 @@ int mirror_replace_leg(struct mirror *m, int leg, struct bdev *newdev, struct ca
 	if (rc == 0)
 		rc = write_superblocks_locked(m, false);
 	pthread_mutex_unlock(&m->state_lock);
-	stripes_unlock(m, 0, NSTRIPES);
 	if (rc < 0)
 		return cat_error_set(err, rc, "cannot write the new disk's metadata");
 	cat_log(CAT_LOG_INFO, "disk %d replaced by %s; rebuilding", leg + 1, newdev->name);

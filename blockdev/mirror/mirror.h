@@ -101,6 +101,20 @@ int mirror_open(struct bdev *legs[2], const struct mirror_opts *opts,
  * legs, free. Returns the first error met (the mirror is freed anyway). */
 int mirror_close(struct mirror *m);
 
+/* The assembly decision of mirror_open, for tools that only look
+ * (status). sb[i] is disk i's superblock (index = its disk_index), NULL
+ * when that disk is missing or unreadable; a pair must have passed
+ * msb_pair_problem(). */
+struct mirror_plan {
+	int auth;              /* authoritative disk index; -1 = refuse */
+	int rebuild;           /* disk to resync, -1 = none */
+	bool full;             /* every chunk, not just the bitmap's */
+	bool split_brain;      /* each disk recorded the other as failed */
+	uint8_t rebuild_state; /* member state the superblocks keep meanwhile */
+	char refusal[160];     /* why auth < 0 */
+};
+void mirror_plan(const struct msb *sb[2], bool full_resync, struct mirror_plan *p);
+
 /* Free without writing anything (simulates the process dying). */
 void mirror_abandon(struct mirror *m);
 

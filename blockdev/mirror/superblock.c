@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,4 +196,21 @@ bool msb_same_geometry(const struct msb *a, const struct msb *b)
 	return a->disk_blocks == b->disk_blocks && a->data_offset == b->data_offset &&
 	       a->data_blocks == b->data_blocks && a->chunk_blocks == b->chunk_blocks &&
 	       a->bitmap_offset == b->bitmap_offset && a->bitmap_blocks == b->bitmap_blocks;
+}
+
+const char *msb_pair_problem(const struct msb *a, const struct msb *b, char *buf, size_t len)
+{
+	if (memcmp(a->uuid, b->uuid, 16)) {
+		char u0[37], u1[37];
+		uuid_format(a->uuid, u0);
+		uuid_format(b->uuid, u1);
+		snprintf(buf, len, "belong to different arrays (UUID %s vs %s)", u0, u1);
+	} else if (a->disk_index == b->disk_index) {
+		snprintf(buf, len, "both claim to be disk %u of the array (a copied disk?)", a->disk_index + 1);
+	} else if (!msb_same_geometry(a, b)) {
+		snprintf(buf, len, "disagree on the array's size or layout");
+	} else {
+		return NULL;
+	}
+	return buf;
 }

@@ -23,6 +23,7 @@
 #define CAT_BLOCKDEV_MIRROR_SUPERBLOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "blockdev/bdev.h"
@@ -79,5 +80,10 @@ const char *member_state_name(int state);
 
 /* True when sb describes the same array geometry as ref (uuid excluded). */
 bool msb_same_geometry(const struct msb *a, const struct msb *b);
+
+/* Do two valid superblocks describe the two halves of one array? Returns
+ * NULL if so, else why not ("belong to different arrays (UUID ... vs ...)",
+ * ...), in the caller's buffer. */
+const char *msb_pair_problem(const struct msb *a, const struct msb *b, char *buf, size_t len);
 
 #endif

@@ -231,7 +231,7 @@ Test(mirror_basic, flush_makes_writes_durable_on_both_legs)
 	c.crash = true;
 	c.crash_seed[0] = 1;
 	c.crash_seed[1] = 2;
-	c.keep_percent = 0; /* a crash loses every unflushed block */
+	c.lose_unflushed = true;
 	mfix_init(&f, &c);
 
 	for (uint64_t i = 0; i < 20; i++)

@@ -102,7 +102,8 @@ void mfix_wrap(struct mfix *f)
 		struct bdev *below = f->mem[i];
 		if (f->cfg.crash) {
 			f->crash[i] = crash_disk_create(f->mem[i], &f->clock, f->cfg.crash_seed[i],
-							f->cfg.keep_percent ? f->cfg.keep_percent : 50);
+							f->cfg.lose_unflushed ? 0
+							: f->cfg.keep_percent ? f->cfg.keep_percent : 50);
 			cr_assert(f->crash[i], "crash_disk_create failed");
 			below = f->crash[i];
 		}

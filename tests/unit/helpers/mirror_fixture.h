@@ -41,7 +41,8 @@ struct mfix_cfg {
 	uint32_t chunk_blocks;   /* 0: MFIX_DEFAULT_CHUNK */
 	bool crash;              /* crash disk under each fault disk */
 	uint64_t crash_seed[2];  /* independent per leg */
-	unsigned keep_percent;   /* 0: 50 */
+	unsigned keep_percent;   /* 0: 50 (see lose_unflushed) */
+	bool lose_unflushed;     /* keep_percent 0: a crash loses every unflushed block */
 	struct mirror_opts mopts;
 	bool no_format;          /* blank disks */
 	bool initial_sync;       /* format without assume_clean (disk 2 is

@@ -1,0 +1,832 @@
+/*
+ * test_mirror_failures.c - disks that fail: read errors repaired from the
+ * other leg, write errors and vanished disks that fail a leg while service
+ * continues, both legs gone, failures during recovery (target and source),
+ * a stale disk coming back (both directions), disk replacement, damaged
+ * bitmaps.
+ *
+ * The fault disk addresses member-disk blocks: data block b of the mirror
+ * is block f.data_offset + b there.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blockdev/mirror/mirror.h"
+#include "blockdev/mirror/superblock.h"
+#include "blockdev/testdev/fault_disk.h"
+#include "blockdev/testdev/mem_disk.h"
+#include "core/base/util.h"
+#include "recovery/recovery.h"
+#include "tests/unit/helpers/mirror_fixture.h"
+
+/* A mirror plus what every block should hold. */
+struct world {
+	struct mfix f;
+	uint64_t *model;
+	uint64_t seq;
+};
+
+static void world_init(struct world *w, const struct mfix_cfg *cfg)
+{
+	struct mfix_cfg c = { 0 };
+	if (cfg)
+		c = *cfg;
+	c.mopts.no_cleaner = true;
+	mfix_init(&w->f, &c);
+	w->model = calloc(w->f.data_blocks, sizeof(uint64_t));
+	w->seq = 0;
+}
+
+static void world_destroy(struct world *w)
+{
+	mfix_destroy(&w->f);
+	free(w->model);
+}
+
+static uint64_t wwrite(struct world *w, uint64_t blk, uint64_t n)
+{
+	uint64_t seq = ++w->seq;
+	int rc = mfix_write(&w->f, blk, n, seq, false);
+	cr_assert_eq(rc, 0, "write of %llu blocks at %llu: %d", (unsigned long long)n,
+		     (unsigned long long)blk, rc);
+	for (uint64_t i = 0; i < n; i++)
+		w->model[blk + i] = seq;
+	return seq;
+}
+
+/* Every block reads back as the model says (through the mirror). */
+static void check_all(struct world *w, const char *when)
+{
+	uint8_t *buf = block_alloc(64 * BDEV_BLOCK_SIZE);
+	for (uint64_t b0 = 0; b0 < w->f.data_blocks; b0 += 64) {
+		uint64_t n = w->f.data_blocks - b0 < 64 ? w->f.data_blocks - b0 : 64;
+		int rc = bdev_read(w->f.dev, b0, buf, n);
+		cr_assert_eq(rc, 0, "%s: read of blocks %llu+%llu failed: %d", when,
+			     (unsigned long long)b0, (unsigned long long)n, rc);
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t s = 0;
+			int v = mfix_check(buf + k * BDEV_BLOCK_SIZE, b0 + k, &s);
+			cr_assert(v >= 0 && s == w->model[b0 + k],
+				  "%s: block %llu holds %s%llu, want %llu", when,
+				  (unsigned long long)(b0 + k), v < 0 ? "garbage " : "",
+				  (unsigned long long)s, (unsigned long long)w->model[b0 + k]);
+		}
+	}
+	free(buf);
+}
+
+/* Both legs' images equal the model (mirror closed or idle). */
+static void check_images(struct world *w, const char *when)
+{
+	uint64_t first;
+	uint64_t d = mfix_compare_mem(&w->f, &first);
+	cr_assert_eq(d, 0, "%s: legs differ in %llu blocks (first %llu)", when, (unsigned long long)d,
+		     (unsigned long long)first);
+	for (uint64_t b = 0; b < w->f.data_blocks; b++) {
+		uint64_t s = 0;
+		int v = mfix_mem_seq(&w->f, 0, b, &s);
+		cr_assert(v >= 0 && s == w->model[b], "%s: block %llu on disk holds %llu, want %llu", when,
+			  (unsigned long long)b, (unsigned long long)s, (unsigned long long)w->model[b]);
+	}
+}
+
+static void populate(struct world *w, uint64_t nblocks)
+{
+	for (uint64_t b = 0; b < nblocks; b += 8)
+		wwrite(w, b, nblocks - b < 8 ? nblocks - b : 8);
+}
+
+static void resync_ok(struct world *w, struct resync_result *res)
+{
+	struct cat_error err;
+	cat_error_clear(&err);
+	int rc = recovery_resync(w->f.m, NULL, NULL, res, &err);
+	cr_assert_eq(rc, 0, "recovery_resync: %d (%s)", rc, err.msg);
+	cr_assert(!res->degraded);
+	cr_assert_eq(mirror_stale_chunks(w->f.m), 0);
+	cr_assert_eq(mirror_rebuilding_leg(w->f.m), -1);
+	struct mirror_status st;
+	mirror_get_status(w->f.m, &st);
+	cr_assert_eq(st.leg[0].state, LEG_IN_SYNC);
+	cr_assert_eq(st.leg[1].state, LEG_IN_SYNC);
+}
+
+/* Survivor's on-disk superblock records `failed` as failed, at the
+ * mirror's current event count. */
+static void check_recorded_failed(struct world *w, int failed)
+{
+	struct mirror_status st;
+	mirror_get_status(w->f.m, &st);
+	struct msb sb;
+	cr_assert_eq(mfix_msb(&w->f, 1 - failed, &sb), 0);
+	cr_assert_eq(sb.member_state[failed], MEMBER_FAILED,
+		     "survivor's superblock says disk %d is %s", failed + 1,
+		     member_state_name(sb.member_state[failed]));
+	cr_assert_eq(sb.member_state[1 - failed], MEMBER_IN_SYNC);
+	cr_assert_eq(sb.events, st.events, "survivor's superblock at events %llu, mirror at %llu",
+		     (unsigned long long)sb.events, (unsigned long long)st.events);
+}
+
+/* A block of leg `leg` that the mirror reads from that leg first (reads
+ * are balanced between the legs); found by probing with one-shot faults. */
+static uint64_t block_read_first_from(struct world *w, int leg)
+{
+	for (uint64_t cand = 3; cand < w->f.data_blocks; cand += 97) {
+		uint64_t before = fault_disk_failures(w->f.fault[leg]);
+		cr_assert_eq(fault_disk_fail_read(w->f.fault[leg], w->f.data_offset + cand, -EIO, false), 0);
+		uint64_t s;
+		(void)mfix_read_seq(&w->f, cand, &s);
+		fault_disk_heal(w->f.fault[leg]);
+		if (fault_disk_failures(w->f.fault[leg]) > before)
+			return cand;
+	}
+	cr_assert_fail("no block is read from leg %d first", leg);
+	return 0;
+}
+
+/* --- read errors ----------------------------------------------------------- */
+
+static void read_error_repaired(int leg)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, w.f.data_blocks);
+	uint64_t b = block_read_first_from(&w, leg);
+	uint64_t lo = b >= 3 ? b - 3 : 0; /* an 8-block read around it */
+	struct mirror_status st0, st1;
+	mirror_get_status(w.f.m, &st0);
+	/* the bad sector: garbage on the platter, and the read fails once */
+	memset(mfix_mem_data(&w.f, leg, b), 0xEE, BDEV_BLOCK_SIZE);
+	cr_assert_eq(fault_disk_fail_read(w.f.fault[leg], w.f.data_offset + b, -EIO, false), 0);
+	uint8_t *buf = block_alloc(8 * BDEV_BLOCK_SIZE);
+	cr_assert_eq(bdev_read(w.f.dev, lo, buf, 8), 0, "read with one bad copy failed");
+	for (uint64_t i = 0; i < 8; i++) {
+		uint64_t s;
+		cr_assert_eq(mfix_check(buf + i * BDEV_BLOCK_SIZE, lo + i, &s), 1);
+		cr_assert_eq(s, w.model[lo + i], "block %llu", (unsigned long long)(lo + i));
+	}
+	free(buf);
+	cr_assert_gt(fault_disk_failures(w.f.fault[leg]), 0, "the bad copy was never read");
+	mirror_get_status(w.f.m, &st1);
+	cr_assert_gt(st1.leg[leg].read_errors, st0.leg[leg].read_errors);
+	cr_assert_gt(st1.leg[leg].repaired_blocks, st0.leg[leg].repaired_blocks);
+	cr_assert_eq(st1.leg[leg].state, LEG_IN_SYNC, "a repaired read error failed the leg");
+	/* the bad block was rewritten from the good copy */
+	uint64_t s = 0;
+	cr_assert_eq(mfix_mem_seq(&w.f, leg, b, &s), 1, "leg %d block %llu not repaired", leg,
+		     (unsigned long long)b);
+	cr_assert_eq(s, w.model[b]);
+	check_all(&w, "after repair");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after close");
+	world_destroy(&w);
+}
+
+Test(mirror_failures, read_error_leg0_repaired_from_leg1) { read_error_repaired(0); }
+Test(mirror_failures, read_error_leg1_repaired_from_leg0) { read_error_repaired(1); }
+
+Test(mirror_failures, read_error_whose_repair_fails_fails_the_leg)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 128);
+	uint64_t b = block_read_first_from(&w, 0);
+	if (!w.model[b])
+		wwrite(&w, b, 1);
+	struct mirror_status st0, st1;
+	mirror_get_status(w.f.m, &st0);
+	cr_assert_eq(fault_disk_fail_read(w.f.fault[0], w.f.data_offset + b, -EIO, true), 0);
+	cr_assert_eq(fault_disk_fail_write(w.f.fault[0], w.f.data_offset + b, -EIO, true), 0);
+	uint64_t s;
+	cr_assert_eq(mfix_read_seq(&w.f, b, &s), 1);
+	cr_assert_eq(s, w.model[b]);
+	mirror_get_status(w.f.m, &st1);
+	cr_assert_eq(st1.leg[0].state, LEG_FAILED, "rewrite failed but leg 0 is %d", st1.leg[0].state);
+	cr_assert_gt(st1.events, st0.events);
+	check_recorded_failed(&w, 0);
+	wwrite(&w, b, 1);
+	check_all(&w, "degraded");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	world_destroy(&w);
+}
+
+Test(mirror_failures, read_error_on_both_copies_is_eio)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 64);
+	for (int leg = 0; leg < 2; leg++)
+		cr_assert_eq(fault_disk_fail_read(w.f.fault[leg], w.f.data_offset + 20, -EIO, true), 0);
+	uint64_t s;
+	cr_assert_eq(mfix_read_seq(&w.f, 20, &s), -EIO);
+	uint8_t *buf = block_alloc(4 * BDEV_BLOCK_SIZE);
+	cr_assert_eq(bdev_read(w.f.dev, 18, buf, 4), -EIO);
+	free(buf);
+	/* everything else still reads */
+	cr_assert_eq(mfix_read_seq(&w.f, 19, &s), 1);
+	cr_assert_eq(mfix_read_seq(&w.f, 21, &s), 1);
+	fault_disk_heal(w.f.fault[0]);
+	fault_disk_heal(w.f.fault[1]);
+	check_all(&w, "after healing");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	world_destroy(&w);
+}
+
+/* --- write errors ---------------------------------------------------------- */
+
+static void write_error_fails_leg(int leg)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 256);
+	struct mirror_status st0, st1;
+	mirror_get_status(w.f.m, &st0);
+	cr_assert_eq(fault_disk_fail_write(w.f.fault[leg], w.f.data_offset + 100, -EIO, true), 0);
+	uint64_t failed_seq = wwrite(&w, 98, 4); /* acknowledged by the survivor */
+	mirror_get_status(w.f.m, &st1);
+	cr_assert_eq(st1.leg[leg].state, LEG_FAILED);
+	cr_assert_eq(st1.leg[1 - leg].state, LEG_IN_SYNC);
+	cr_assert_gt(st1.events, st0.events, "events not bumped by a failure");
+	cr_assert_gt(st1.leg[leg].write_errors, 0);
+	cr_assert_eq(st1.authoritative, 1 - leg);
+	check_recorded_failed(&w, leg);
+	/* service continues on the survivor */
+	for (uint64_t i = 0; i < 40; i++)
+		wwrite(&w, (i * 53) % w.f.data_blocks, 1 + i % 3);
+	cr_assert_eq(bdev_flush(w.f.dev), 0);
+	check_all(&w, "degraded");
+	mirror_get_status(w.f.m, &st1);
+	cr_assert_eq(st1.leg[leg].state, LEG_FAILED);
+	/* the failed leg really missed writes */
+	uint64_t s = 0;
+	cr_assert(mfix_mem_seq(&w.f, leg, 100, &s) >= 0 && s != failed_seq);
+	cr_assert_eq(mfix_close(&w.f), 0);
+
+	/* the disk comes back (fault gone): the survivor is authoritative */
+	mfix_open_ok(&w.f);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.authoritative, 1 - leg);
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), leg);
+	cr_assert_gt(mirror_stale_chunks(w.f.m), 0);
+	cr_assert_lt(mirror_stale_chunks(w.f.m), w.f.nchunks, "bitmap should limit the resync");
+	check_all(&w, "before resync");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	cr_assert_gt(res.blocks_copied, 0);
+	check_all(&w, "after resync");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after resync");
+	world_destroy(&w);
+}
+
+Test(mirror_failures, write_error_fails_leg0) { write_error_fails_leg(0); }
+Test(mirror_failures, write_error_fails_leg1) { write_error_fails_leg(1); }
+
+Test(mirror_failures, transient_write_error_is_retried)
+{
+	struct world w;
+	world_init(&w, NULL);
+	cr_assert_eq(fault_disk_fail_write(w.f.fault[1], w.f.data_offset + 7, -EIO, false), 0);
+	wwrite(&w, 7, 1);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[1].state, LEG_IN_SYNC, "one failed attempt (retry succeeded) failed the leg");
+	cr_assert_gt(fault_disk_failures(w.f.fault[1]), 0);
+	uint64_t s;
+	cr_assert_eq(mfix_mem_seq(&w.f, 1, 7, &s), 1);
+	cr_assert_eq(s, w.model[7]);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after close");
+	world_destroy(&w);
+}
+
+Test(mirror_failures, admin_fail_leg)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 64);
+	struct mirror_status st0, st1;
+	mirror_get_status(w.f.m, &st0);
+	cr_assert_eq(mirror_fail_leg(w.f.m, 0, "test"), 0);
+	cr_assert_eq(mirror_fail_leg(w.f.m, 0, "test"), -EALREADY);
+	cr_assert_eq(mirror_fail_leg(w.f.m, 2, "test"), -EINVAL);
+	mirror_get_status(w.f.m, &st1);
+	cr_assert_eq(st1.leg[0].state, LEG_FAILED);
+	cr_assert_gt(st1.events, st0.events);
+	check_recorded_failed(&w, 0);
+	uint64_t before = fault_disk_ops(w.f.fault[0]);
+	wwrite(&w, 3, 2);
+	check_all(&w, "degraded");
+	cr_assert_eq(fault_disk_ops(w.f.fault[0]), before, "I/O still sent to a failed leg");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	world_destroy(&w);
+}
+
+/* --- vanished disk mid-workload --------------------------------------------- */
+
+#define VT 4
+
+struct vthread {
+	struct world *w;
+	int id;
+	atomic_bool *stop;
+	uint64_t seq, ops;
+	int err;
+};
+
+static void *vanish_worker(void *arg)
+{
+	struct vthread *t = arg;
+	struct world *w = t->w;
+	struct prng r;
+	prng_seed(&r, 77 + (uint64_t)t->id);
+	uint8_t *buf = block_alloc(BDEV_BLOCK_SIZE);
+	/* thread id owns blocks b with b % VT == id */
+	while (!atomic_load(t->stop) && !t->err) {
+		uint64_t b = prng_below(&r, w->f.data_blocks / VT) * VT + (uint64_t)t->id;
+		if (prng_below(&r, 3)) {
+			uint64_t seq = ((uint64_t)(t->id + 1) << 40) | ++t->seq;
+			mfix_fill(buf, b, seq);
+			int rc = bdev_write(w->f.dev, b, buf, 1);
+			if (rc)
+				t->err = rc;
+			else
+				w->model[b] = seq; /* only this thread touches block b */
+		} else {
+			int rc = bdev_read(w->f.dev, b, buf, 1);
+			uint64_t s = 0;
+			if (rc)
+				t->err = rc;
+			else if (mfix_check(buf, b, &s) < 0 || s != w->model[b])
+				t->err = -EBADMSG;
+		}
+		if (prng_below(&r, 50) == 0 && bdev_flush(w->f.dev))
+			t->err = -EIO;
+		t->ops++;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void vanish_mid_workload(int leg)
+{
+	struct world w;
+	world_init(&w, NULL);
+	atomic_bool stop = false;
+	struct vthread t[VT];
+	pthread_t th[VT];
+	for (int i = 0; i < VT; i++) {
+		t[i] = (struct vthread){ .w = &w, .id = i, .stop = &stop };
+		cr_assert_eq(pthread_create(&th[i], NULL, vanish_worker, &t[i]), 0);
+	}
+	sleep_ms(60);
+	fault_disk_vanish(w.f.fault[leg]);
+	uint64_t ops_at_vanish = 0;
+	for (int i = 0; i < VT; i++)
+		ops_at_vanish += t[i].ops;
+	sleep_ms(120);
+	atomic_store(&stop, true);
+	uint64_t ops = 0;
+	for (int i = 0; i < VT; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(t[i].err, 0, "thread %d saw error %d (a vanished leg must not fail I/O)", i,
+			     t[i].err);
+		ops += t[i].ops;
+	}
+	cr_assert_gt(ops, ops_at_vanish + 100, "too little I/O after the disk vanished");
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[leg].state, LEG_FAILED);
+	cr_assert_eq(st.leg[1 - leg].state, LEG_IN_SYNC);
+	check_recorded_failed(&w, leg);
+	check_all(&w, "after the disk vanished");
+	mfix_abandon(&w.f); /* and then the process is killed, too */
+	mfix_open_ok(&w.f);
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), leg);
+	check_all(&w, "reassembled, before resync");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after resync");
+	world_destroy(&w);
+}
+
+Test(mirror_failures, leg0_vanishes_mid_workload) { vanish_mid_workload(0); }
+Test(mirror_failures, leg1_vanishes_mid_workload) { vanish_mid_workload(1); }
+
+/* --- both legs failed ----------------------------------------------------------- */
+
+Test(mirror_failures, both_legs_failed_gives_eio)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 64);
+	fault_disk_vanish(w.f.fault[0]);
+	wwrite(&w, 100, 2); /* on leg 1 alone */
+	cr_assert_eq(bdev_flush(w.f.dev), 0);
+	fault_disk_vanish(w.f.fault[1]);
+	cr_assert_eq(mfix_write(&w.f, 200, 1, 999999, false), -EIO);
+	uint64_t s;
+	cr_assert_eq(mfix_read_seq(&w.f, 100, &s), -EIO);
+	cr_assert_eq(mfix_read_seq(&w.f, 5, &s), -EIO);
+	cr_assert_eq(bdev_flush(w.f.dev), -EIO);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[0].state, LEG_FAILED);
+	cr_assert_eq(st.leg[1].state, LEG_FAILED);
+	cr_assert_eq(st.authoritative, -1);
+	cr_assert_neq(mfix_close(&w.f), 0, "close with no disk left reported success");
+	/* both disks come back: leg 1 (the last one standing) has everything
+	 * that was acknowledged */
+	mfix_open_ok(&w.f);
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.authoritative, 1);
+	struct resync_result res;
+	resync_ok(&w, &res);
+	check_all(&w, "after both failed and came back");
+	uint64_t v;
+	cr_assert_eq(mfix_read_seq(&w.f, 200, &v), 0, "the refused write is there");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after resync");
+	world_destroy(&w);
+}
+
+struct bthread {
+	struct bdev *dev;
+	int id;
+	atomic_bool *stop;
+	uint64_t ok, eio, other;
+};
+
+static void *both_worker(void *arg)
+{
+	struct bthread *t = arg;
+	uint8_t *buf = block_alloc(2 * BDEV_BLOCK_SIZE);
+	struct prng r;
+	prng_seed(&r, (uint64_t)t->id);
+	while (!atomic_load(t->stop)) {
+		uint64_t b = prng_below(&r, t->dev->nblocks - 1);
+		int rc;
+		switch (prng_below(&r, 3)) {
+		case 0:
+			mfix_fill(buf, b, 1);
+			mfix_fill(buf + BDEV_BLOCK_SIZE, b + 1, 1);
+			rc = bdev_write(t->dev, b, buf, 2);
+			break;
+		case 1: rc = bdev_read(t->dev, b, buf, 2); break;
+		default: rc = bdev_flush(t->dev); break;
+		}
+		if (rc == 0)
+			t->ok++;
+		else if (rc == -EIO)
+			t->eio++;
+		else
+			t->other++;
+	}
+	free(buf);
+	return NULL;
+}
+
+Test(mirror_failures, both_legs_fail_under_load)
+{
+	struct world w;
+	world_init(&w, NULL);
+	atomic_bool stop = false;
+	struct bthread t[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct bthread){ .dev = w.f.dev, .id = i, .stop = &stop };
+		cr_assert_eq(pthread_create(&th[i], NULL, both_worker, &t[i]), 0);
+	}
+	sleep_ms(30);
+	fault_disk_fail_after(w.f.fault[1], 0, -EIO);
+	sleep_ms(30);
+	fault_disk_vanish(w.f.fault[0]);
+	sleep_ms(30);
+	atomic_store(&stop, true);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(t[i].other, 0, "thread %d: errors other than EIO", i);
+		cr_assert_gt(t[i].eio, 0, "thread %d never saw EIO with both disks dead", i);
+	}
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[0].state, LEG_FAILED);
+	cr_assert_eq(st.leg[1].state, LEG_FAILED);
+	mfix_close(&w.f);
+	world_destroy(&w);
+}
+
+/* --- failures during recovery ------------------------------------------------ */
+
+/* Leg `stale` fails; chunks [0, nch) are rewritten on the survivor alone
+ * (old values v1 stay on the stale leg); close; reopen with the disk back.
+ * Returns with leg `stale` REBUILDING. */
+static void make_stale(struct world *w, int stale, uint64_t nch, uint64_t **old)
+{
+	uint64_t nb = nch * w->f.chunk_blocks;
+	populate(w, nb);
+	*old = malloc(nb * sizeof(uint64_t));
+	memcpy(*old, w->model, nb * sizeof(uint64_t));
+	cr_assert_eq(mirror_fail_leg(w->f.m, stale, "test"), 0);
+	populate(w, nb); /* new values everywhere in those chunks */
+	cr_assert_eq(mfix_close(&w->f), 0);
+	mfix_open_ok(&w->f);
+	cr_assert_eq(mirror_rebuilding_leg(w->f.m), stale);
+	cr_assert_eq(mirror_stale_chunks(w->f.m), nch);
+}
+
+Test(mirror_failures, resync_target_fails)
+{
+	struct world w;
+	world_init(&w, NULL);
+	uint64_t *old;
+	make_stale(&w, 1, 30, &old);
+	free(old);
+	fault_disk_fail_after(w.f.fault[1], 12, -EIO);
+	struct resync_result res;
+	struct cat_error err;
+	int rc = recovery_resync(w.f.m, NULL, NULL, &res, &err);
+	cr_assert_eq(rc, 0, "target failure must not fail the resync: %d (%s)", rc, err.msg);
+	cr_assert(res.degraded, "resync did not report the array degraded");
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[1].state, LEG_FAILED);
+	cr_assert_eq(st.leg[0].state, LEG_IN_SYNC);
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), -1);
+	check_recorded_failed(&w, 1);
+	check_all(&w, "after the target failed");
+	wwrite(&w, 5, 3);
+	check_all(&w, "writes after the target failed");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	/* and a later resync with the disk healthy completes it */
+	mfix_open_ok(&w.f);
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), 1);
+	resync_ok(&w, &res);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after the second resync");
+	world_destroy(&w);
+}
+
+Test(mirror_failures, resync_source_fails_stale_chunks_answer_eio)
+{
+	struct world w;
+	world_init(&w, NULL);
+	uint64_t *old;
+	const uint64_t nch = 30;
+	make_stale(&w, 1, nch, &old);
+	/* the stale leg really holds the old values */
+	for (uint64_t b = 0; b < nch * w.f.chunk_blocks; b++) {
+		uint64_t s = 0;
+		cr_assert_eq(mfix_mem_seq(&w.f, 1, b, &s), 1);
+		cr_assert_eq(s, old[b]);
+		cr_assert_neq(s, w.model[b]);
+	}
+	fault_disk_fail_after(w.f.fault[0], 10, -EIO);
+	struct resync_result res;
+	struct cat_error err;
+	int rc = recovery_resync(w.f.m, NULL, NULL, &res, &err);
+	cr_assert_eq(rc, -EIO, "source failure: resync returned %d (%s)", rc, err.msg);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[0].state, LEG_FAILED);
+	uint64_t left = mirror_stale_chunks(w.f.m);
+	cr_assert(left > 0 && left < nch, "stale chunks left: %llu (want some copied, some not)",
+		  (unsigned long long)left);
+	uint64_t eio_chunks = 0;
+	for (uint64_t c = 0; c < nch; c++) {
+		bool stale_c = false;
+		for (int64_t n = mirror_next_stale_chunk(w.f.m, 0); n >= 0;
+		     n = mirror_next_stale_chunk(w.f.m, (uint64_t)n + 1))
+			stale_c |= (uint64_t)n == c;
+		int eio = 0;
+		for (uint64_t b = c * w.f.chunk_blocks; b < (c + 1) * w.f.chunk_blocks; b++) {
+			uint64_t s = 0;
+			rc = mfix_read_seq(&w.f, b, &s);
+			cr_assert(rc != 1 || s != old[b],
+				  "block %llu of stale chunk returned STALE data (seq %llu)",
+				  (unsigned long long)b, (unsigned long long)s);
+			if (stale_c) {
+				cr_assert_eq(rc, -EIO, "block %llu of a stale chunk: read gave %d",
+					     (unsigned long long)b, rc);
+				eio++;
+			} else {
+				cr_assert_eq(rc, 1, "block %llu of a copied chunk: read gave %d",
+					     (unsigned long long)b, rc);
+				cr_assert_eq(s, w.model[b]);
+			}
+		}
+		eio_chunks += eio > 0;
+	}
+	cr_assert_eq(eio_chunks, left);
+	/* chunks never written read fine from the remaining leg */
+	uint64_t s;
+	cr_assert_eq(mfix_read_seq(&w.f, w.f.data_blocks - 1, &s), 0);
+	free(old);
+	mfix_close(&w.f);
+	world_destroy(&w);
+}
+
+/* --- a stale disk comes back --------------------------------------------------- */
+
+static void stale_disk_returns(int failed)
+{
+	int good = 1 - failed;
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 200);
+	cr_assert_eq(bdev_flush(w.f.dev), 0);
+	fault_disk_vanish(w.f.fault[failed]); /* pulled */
+	for (uint64_t b = 0; b < 100; b += 3)
+		wwrite(&w, b, 2);       /* overwrite old data, degraded */
+	wwrite(&w, 300, 20);            /* and new data in other chunks */
+	cr_assert_eq(bdev_flush(w.f.dev), 0);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.leg[failed].state, LEG_FAILED);
+	mfix_abandon(&w.f); /* killed */
+	/* the failed disk really is stale */
+	uint64_t s;
+	cr_assert(mfix_mem_seq(&w.f, failed, 300, &s) == 0);
+
+	/* both disks present again, no faults */
+	mfix_open_ok(&w.f);
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.authoritative, good, "disk %d (stale) chosen as authoritative", failed + 1);
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), failed);
+	cr_assert_eq(st.leg[good].state, LEG_IN_SYNC);
+	cr_assert_gt(mirror_stale_chunks(w.f.m), 0);
+	check_all(&w, "reassembled (reads must come from the good disk)");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	cr_assert_gt(res.blocks_copied, 0);
+	check_all(&w, "after resync");
+	uint64_t first;
+	int64_t d = mfix_compare_legs(&w.f, &first);
+	cr_assert_eq(d, 0, "legs differ after resync (first %llu)", (unsigned long long)first);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after close");
+	mfix_open_ok(&w.f);
+	cr_assert_eq(mirror_stale_chunks(w.f.m), 0);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	world_destroy(&w);
+}
+
+Test(mirror_failures, stale_leg0_returns_leg1_authoritative) { stale_disk_returns(0); }
+Test(mirror_failures, stale_leg1_returns_leg0_authoritative) { stale_disk_returns(1); }
+
+/* --- replace ------------------------------------------------------------------------ */
+
+Test(mirror_failures, replace_leg_rebuilds_everything)
+{
+	for (int leg = 0; leg < 2; leg++) {
+		struct world w;
+		world_init(&w, NULL);
+		populate(&w, w.f.data_blocks);
+		struct bdev *fresh = mem_disk_create(w.f.mem[leg]->nblocks, w.f.name[leg]);
+		struct bdev *wrap = fault_disk_create(fresh);
+		struct cat_error err;
+		/* too small is refused */
+		struct bdev *tiny = mem_disk_create(600, "tiny");
+		cr_assert_lt(mirror_replace_leg(w.f.m, leg, tiny, &err), 0);
+		bdev_close(tiny);
+		cr_assert_eq(mirror_replace_leg(w.f.m, leg, wrap, &err), 0, "%s", err.msg);
+		bdev_close(w.f.mem[leg]); /* the old disk is gone */
+		w.f.mem[leg] = fresh;
+		w.f.fault[leg] = wrap;
+		cr_assert_eq(mirror_rebuilding_leg(w.f.m), leg);
+		cr_assert_eq(mirror_stale_chunks(w.f.m), w.f.nchunks);
+		struct msb sb;
+		cr_assert_eq(mfix_msb(&w.f, leg, &sb), 0, "the new disk has no superblock");
+		cr_assert_eq(memcmp(sb.uuid, w.f.sb.uuid, 16), 0);
+		cr_assert_eq(sb.disk_index, (uint32_t)leg);
+		check_all(&w, "replaced, before rebuild");
+		wwrite(&w, 17, 5); /* writes during the rebuild */
+		struct resync_result res;
+		resync_ok(&w, &res);
+		cr_assert_eq(res.chunks, w.f.nchunks);
+		cr_assert_geq(res.blocks_copied, w.f.data_blocks - 5);
+		check_all(&w, "after rebuild");
+		cr_assert_eq(mfix_close(&w.f), 0);
+		check_images(&w, "after rebuild");
+		mfix_open_ok(&w.f);
+		cr_assert_eq(mirror_stale_chunks(w.f.m), 0);
+		check_all(&w, "reopened");
+		cr_assert_eq(mfix_close(&w.f), 0);
+		world_destroy(&w);
+	}
+}
+
+Test(mirror_failures, replace_killed_mid_rebuild_restarts_fully)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, w.f.data_blocks);
+	struct bdev *fresh = mem_disk_create(w.f.mem[1]->nblocks, w.f.name[1]);
+	struct cat_error err;
+	cr_assert_eq(mirror_replace_leg(w.f.m, 1, fault_disk_create(fresh), &err), 0, "%s", err.msg);
+	bdev_close(w.f.mem[1]);
+	w.f.mem[1] = fresh;
+	for (uint64_t c = 0; c < w.f.nchunks / 2; c++)
+		cr_assert_eq(mirror_resync_chunk(w.f.m, c, NULL), 0);
+	mfix_abandon(&w.f); /* killed half-way */
+	mfix_open_ok(&w.f);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.authoritative, 0, "a half-rebuilt disk became authoritative");
+	cr_assert_eq(mirror_rebuilding_leg(w.f.m), 1);
+	cr_assert_eq(mirror_stale_chunks(w.f.m), w.f.nchunks,
+		     "a disk that was being rebuilt must be rebuilt fully");
+	check_all(&w, "reassembled mid-rebuild");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after rebuild");
+	world_destroy(&w);
+}
+
+/* --- damaged bitmap ------------------------------------------------------------------ */
+
+Test(mirror_failures, damaged_bitmap_means_full_resync)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 64);
+	mfix_abandon(&w.f); /* unclean */
+	/* damage leg 0's bitmap block */
+	uint8_t *p = mem_disk_block(w.f.mem[0], w.f.sb.bitmap_offset);
+	p[100] ^= 0xFF; /* checksum now wrong: every chunk counts as dirty */
+	mfix_open_ok(&w.f);
+	cr_assert_eq(mirror_stale_chunks(w.f.m), w.f.nchunks, "damaged bitmap trusted");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	check_all(&w, "after full resync");
+	cr_assert_eq(mfix_close(&w.f), 0);
+	check_images(&w, "after resync");
+	world_destroy(&w);
+}
+
+/* --- split brain ----------------------------------------------------------------------- */
+
+Test(mirror_failures, split_brain_full_resync_from_higher_events)
+{
+	struct world w;
+	world_init(&w, NULL);
+	populate(&w, 64);
+	fault_disk_vanish(w.f.fault[1]);
+	wwrite(&w, 10, 4); /* leg 0 alone */
+	cr_assert_eq(mfix_close(&w.f), 0);
+
+	/* later, leg 1 is started alone (leg 0 "missing") and written to */
+	struct bdev *legs[2] = { NULL, fault_disk_create(w.f.mem[1]) };
+	struct mirror_opts o = { .allow_degraded = true, .no_cleaner = true };
+	struct mirror *m;
+	struct cat_error err;
+	cr_assert_eq(mirror_open(legs, &o, &m, &err), 0, "degraded start of leg 1: %s", err.msg);
+	uint8_t *buf = block_alloc(BDEV_BLOCK_SIZE);
+	for (uint64_t b = 8; b < 40; b++) {
+		mfix_fill(buf, b, 1000 + b);
+		cr_assert_eq(bdev_write(mirror_bdev(m), b, buf, 1), 0);
+	}
+	free(buf);
+	cr_assert_eq(mirror_close(m), 0);
+
+	struct msb s0, s1;
+	cr_assert_eq(mfix_msb(&w.f, 0, &s0), 0);
+	cr_assert_eq(mfix_msb(&w.f, 1, &s1), 0);
+	cr_assert_neq(s0.member_state[1], MEMBER_IN_SYNC);
+	cr_assert_neq(s1.member_state[0], MEMBER_IN_SYNC);
+	int winner = s1.events > s0.events ? 1 : 0;
+	struct mfix_image img;
+	mfix_save(&w.f, winner, &img);
+
+	mfix_open_ok(&w.f);
+	struct mirror_status st;
+	mirror_get_status(w.f.m, &st);
+	cr_assert_eq(st.authoritative, winner);
+	cr_assert_eq(mirror_stale_chunks(w.f.m), w.f.nchunks, "split brain must resync everything");
+	struct resync_result res;
+	resync_ok(&w, &res);
+	cr_assert_eq(mfix_close(&w.f), 0);
+	uint64_t first;
+	cr_assert_eq(mfix_compare_mem(&w.f, &first), 0, "legs differ at %llu", (unsigned long long)first);
+	for (uint64_t b = 0; b < w.f.data_blocks; b++)
+		cr_assert_eq(memcmp(mfix_mem_data(&w.f, 0, b),
+				    img.data + (w.f.data_offset + b) * BDEV_BLOCK_SIZE, BDEV_BLOCK_SIZE),
+			     0, "block %llu is not the winner's", (unsigned long long)b);
+	mfix_image_free(&img);
+	world_destroy(&w);
+}
