@@ -43,6 +43,7 @@ struct uring_disk {
 	struct bdev b;
 	int fd;
 	bool readonly;
+	bool locked;
 };
 
 struct ring_slot {
@@ -437,6 +438,10 @@ static void uring_drain(void)
 static void uring_close(struct bdev *d)
 {
 	struct uring_disk *disk = to_disk(d);
+	/* Unlock explicitly: the kernel tears a ring down asynchronously and
+	 * may hold the file (and so its flock) a moment after close(). */
+	if (disk->locked && flock(disk->fd, LOCK_UN) < 0)
+		cat_log(CAT_LOG_WARN, "%s: unlock: error %d", d->name, errno);
 	if (close(disk->fd) < 0)
 		cat_log(CAT_LOG_WARN, "%s: close: error %d", d->name, errno);
 	free(disk);
@@ -505,6 +510,20 @@ static int open_checked(const char *path, unsigned flags, bool *is_blk, struct c
 	return fd;
 }
 
+/* Exclusive lock, waiting up to LOCK_WAIT_MS: a process killed a moment
+ * ago keeps its lock until the kernel has torn down its io_uring. */
+#define LOCK_WAIT_MS 1000
+static int lock_disk(int fd)
+{
+	for (int waited = 0;; waited += 20) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || waited >= LOCK_WAIT_MS)
+			return -errno;
+		usleep(20 * 1000);
+	}
+}
+
 int uring_disk_open(const char *path, unsigned flags, struct bdev **out,
 		    struct cat_error *err)
 {
@@ -513,9 +532,8 @@ int uring_disk_open(const char *path, unsigned flags, struct bdev **out,
 	int fd = open_checked(path, flags, &is_blk, err);
 	if (fd < 0)
 		return fd;
-	int rc;
-	if (!(flags & URING_DISK_NOLOCK) && flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		rc = -errno;
+	int rc = (flags & URING_DISK_NOLOCK) ? 0 : lock_disk(fd);
+	if (rc < 0) {
 		if (rc == -EWOULDBLOCK)
 			rc = cat_error_set(err, -EBUSY, "%s: is in use by another process", path);
 		else
@@ -552,6 +570,7 @@ int uring_disk_open(const char *path, unsigned flags, struct bdev **out,
 	snprintf(disk->b.name, sizeof(disk->b.name), "%s", path);
 	disk->fd = fd;
 	disk->readonly = flags & URING_DISK_READONLY;
+	disk->locked = !(flags & URING_DISK_NOLOCK);
 	*out = &disk->b;
 	return 0;
 fail:

@@ -10,8 +10,9 @@
  * negative completion is returned as is (-EIO, -ENODEV, -ENXIO, ...).
  *
  * Opening takes an exclusive flock() on the file or device, so two processes
- * can never drive the same disk (-EBUSY); block devices are also opened
- * O_EXCL. The device size is fstat() for files, BLKGETSIZE64 for devices,
+ * can never drive the same disk (-EBUSY, after waiting up to a second for a
+ * process that just died to let go); block devices are also opened O_EXCL.
+ * Closing unlocks explicitly. The device size is fstat() for files, BLKGETSIZE64 for devices,
  * rounded down to whole blocks.
  */
 #ifndef CAT_BLOCKDEV_URING_DISK_H

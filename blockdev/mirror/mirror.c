@@ -260,7 +260,9 @@ int mirror_fail_leg(struct mirror *m, int leg, const char *why)
 /* ---------- I/O paths ---------- */
 
 /* Write to every live leg in parallel; retry a failing leg once, then fail
- * it. Succeeds when a leg that holds these blocks took the write. */
+ * it. Succeeds when a leg that holds these blocks took the write and is
+ * still in service once every failure has been recorded (recording one
+ * can take the other leg down too, if its superblock refuses the news). */
 static int write_legs(struct mirror *m, uint64_t blkno, const struct iovec *iov, int iovcnt)
 {
 	struct bdev_req req[2];
@@ -277,20 +279,19 @@ static int write_legs(struct mirror *m, uint64_t blkno, const struct iovec *iov,
 	if (n == 0)
 		return -EIO;
 	bdev_run_parallel(req, n);
-	bool done = false;
 	for (int k = 0; k < n; k++) {
 		int i = legs[k], rc = req[k].result;
 		if (rc < 0 && rc != -ENODEV && rc != -ENXIO)
-			rc = bdev_writev(m->leg[i].dev, req[k].blkno, iov, iovcnt);
+			rc = req[k].result = bdev_writev(req[k].dev, req[k].blkno, iov, iovcnt);
 		if (rc < 0) {
 			atomic_fetch_add(&m->leg[i].write_errors, 1);
 			fail_leg(m, i, req[k].dev, rc, "write error");
-			continue;
 		}
-		if (leg_holds(m, i, blkno, nblocks))
-			done = true;
 	}
-	return done ? 0 : -EIO;
+	for (int k = 0; k < n; k++)
+		if (req[k].result == 0 && leg_holds(m, legs[k], blkno, nblocks))
+			return 0;
+	return -EIO;
 }
 
 static int mirror_writev(struct bdev *d, uint64_t blkno, const struct iovec *iov, int iovcnt)
@@ -368,10 +369,12 @@ static int mirror_readv(struct bdev *d, uint64_t blkno, const struct iovec *iov,
 	return rc == 0 ? 0 : -EIO;
 }
 
+/* Flush every live leg in parallel; succeeds when a leg that took the
+ * flush is still in service after the failures were recorded. */
 static int flush_legs(struct mirror *m)
 {
 	struct bdev_req req[2];
-	int legs[2], n = 0, ok = 0;
+	int legs[2], n = 0;
 	for (int i = 0; i < 2; i++)
 		if (leg_live(m, i)) {
 			req[n] = (struct bdev_req){ .dev = m->leg[i].dev, .op = BDEV_FLUSH };
@@ -379,14 +382,15 @@ static int flush_legs(struct mirror *m)
 		}
 	bdev_run_parallel(req, n);
 	for (int k = 0; k < n; k++) {
-		if (req[k].result == 0) {
-			ok++;
+		if (req[k].result == 0)
 			continue;
-		}
 		atomic_fetch_add(&m->leg[legs[k]].write_errors, 1);
 		fail_leg(m, legs[k], req[k].dev, req[k].result, "flush error");
 	}
-	return ok ? 0 : -EIO;
+	for (int k = 0; k < n; k++)
+		if (req[k].result == 0 && leg_live(m, legs[k]))
+			return 0;
+	return -EIO;
 }
 
 static int mirror_flush(struct bdev *d)

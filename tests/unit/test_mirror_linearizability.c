@@ -69,7 +69,7 @@ static void *worker_main(void *arg)
 	struct prng r;
 	prng_seed(&r, w->seed);
 	uint8_t *buf = block_alloc(2 * BDEV_BLOCK_SIZE);
-	cr_assert(buf);
+	MFIX_CHECK(buf);
 	while (!atomic_load(&stop_flag) && w->nops < w->cap) {
 		struct op *o = &w->ops[w->nops];
 		memset(o, 0, sizeof(*o));
@@ -168,7 +168,7 @@ static bool check_history(struct worker *ws, int nthreads, struct bdev *dev, uin
 
 	for (int t = 0; t < nthreads; t++) {
 		cl[t] = malloc((ws[t].nops + 1) * 2 * sizeof(struct cluster));
-		cr_assert(cl[t]);
+		MFIX_CHECK(cl[t]);
 		for (size_t k = 0; k < ws[t].nops; k++) {
 			struct op *o = &ws[t].ops[k];
 			if (o->kind != OP_WRITE)
@@ -317,10 +317,10 @@ static void run_lin_x(struct bdev *dev, uint64_t base, int nthreads, unsigned ms
 		ws[t] = (struct worker){ .id = t, .dev = dev, .base = base, .cap = cap,
 					 .seed = 0x1234 + (uint64_t)t * 7919 };
 		ws[t].ops = malloc(cap * sizeof(struct op));
-		cr_assert(ws[t].ops);
+		MFIX_CHECK(ws[t].ops);
 	}
 	for (int t = 0; t < nthreads; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, worker_main, &ws[t]), 0);
+		MFIX_CHECK((pthread_create(&th[t], NULL, worker_main, &ws[t])) == (0));
 	sleep_ms(ms / 2);
 	if (mid)
 		mid(ctx);
@@ -333,14 +333,14 @@ static void run_lin_x(struct bdev *dev, uint64_t base, int nthreads, unsigned ms
 	for (int t = 0; t < nthreads; t++)
 		free(ws[t].ops);
 	if (expect_violation) {
-		cr_assert(!ok, "the checker missed a broken device");
+		MFIX_CHECKM(!ok, "the checker missed a broken device");
 		cr_log_info("checker caught it: %s", why);
 		return;
 	}
-	cr_assert(ok, "%s", why);
-	cr_assert_gt(res->reads, 100, "too few reads to mean anything (%llu)",
+	MFIX_CHECKM(ok, "%s", why);
+	MFIX_CHECKM((res->reads) > (100), "too few reads to mean anything (%llu)",
 		     (unsigned long long)res->reads);
-	cr_assert_gt(res->writes, 100, "too few writes to mean anything (%llu)",
+	MFIX_CHECKM((res->writes) > (100), "too few writes to mean anything (%llu)",
 		     (unsigned long long)res->writes);
 }
 
@@ -371,10 +371,10 @@ static void mem_case(struct mirror_opts mo, mid_fn mid, void *(*mkctx)(struct mf
 	if (st.leg[0].state == LEG_IN_SYNC && st.leg[1].state == LEG_IN_SYNC) {
 		uint64_t first;
 		int64_t d = mfix_compare_legs(&f, &first);
-		cr_assert_eq(d, 0, "legs differ in %lld blocks, first %llu", (long long)d,
+		MFIX_CHECKM((d) == (0), "legs differ in %lld blocks, first %llu", (long long)d,
 			     (unsigned long long)first);
 	}
-	cr_assert_eq(mfix_close(&f), 0);
+	MFIX_CHECK((mfix_close(&f)) == (0));
 	mfix_destroy(&f);
 }
 
@@ -403,16 +403,16 @@ static void replace_and_resync(void *ctx)
 {
 	struct mfix *f = ctx;
 	struct bdev *fresh = mem_disk_create(f->mem[0]->nblocks, "fresh-leg0");
-	cr_assert(fresh);
+	MFIX_CHECK(fresh);
 	struct cat_error err;
 	/* the mirror takes `fresh` over and closes it; the fixture's old
 	 * mem disk for leg 0 stays as it is (no longer used). */
-	cr_assert_eq(mirror_replace_leg(f->m, 0, fresh, &err), 0, "%s", err.msg);
+	MFIX_CHECKM((mirror_replace_leg(f->m, 0, fresh, &err)) == (0), "%s", err.msg);
 	f->fault[0] = NULL;
 	struct resync_result res;
-	cr_assert_eq(recovery_resync(f->m, NULL, NULL, &res, &err), 0, "%s", err.msg);
-	cr_assert_eq(mirror_stale_chunks(f->m), 0);
-	cr_assert_eq(mirror_rebuilding_leg(f->m), -1);
+	MFIX_CHECKM((recovery_resync(f->m, NULL, NULL, &res, &err)) == (0), "%s", err.msg);
+	MFIX_CHECK((mirror_stale_chunks(f->m)) == (0));
+	MFIX_CHECK((mirror_rebuilding_leg(f->m)) == (-1));
 }
 
 Test(mirror_lin, leg_replaced_and_rebuilt_mid_run, .timeout = 120)
@@ -426,12 +426,12 @@ static void make_uring_disk(char *path, size_t len, struct bdev **out)
 {
 	snprintf(path, len, "/tmp/catamaran-lin-XXXXXX");
 	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
+	MFIX_CHECK((fd) >= (0));
 	close(fd);
 	struct cat_error err;
 	int created = 0;
-	cr_assert_eq(uring_disk_create(path, 4u << 20, &created, &err), 0, "%s", err.msg);
-	cr_assert_eq(uring_disk_open(path, 0, out, &err), 0, "%s", err.msg);
+	MFIX_CHECKM((uring_disk_create(path, 4u << 20, &created, &err)) == (0), "%s", err.msg);
+	MFIX_CHECKM((uring_disk_open(path, 0, out, &err)) == (0), "%s", err.msg);
 }
 
 Test(mirror_lin, uring_disks, .timeout = 120)
@@ -443,22 +443,22 @@ Test(mirror_lin, uring_disks, .timeout = 120)
 	make_uring_disk(p1, sizeof(p1), &legs[1]);
 	struct mirror_format_opts fo = { .chunk_blocks = 16, .assume_clean = true };
 	struct cat_error err;
-	cr_assert_eq(mirror_format(legs, &fo, &err), 0, "%s", err.msg);
+	MFIX_CHECKM((mirror_format(legs, &fo, &err)) == (0), "%s", err.msg);
 	struct mirror_opts mo = { .clean_delay_ms = 5 };
 	struct mirror *m;
-	cr_assert_eq(mirror_open(legs, &mo, &m, &err), 0, "%s", err.msg);
+	MFIX_CHECKM((mirror_open(legs, &mo, &m, &err)) == (0), "%s", err.msg);
 	struct lin_result res;
 	run_lin(mirror_bdev(m), BASE, 8, 800, 20000, NULL, NULL, &res);
 	cr_log_info("uring: %llu reads, %llu writes checked", (unsigned long long)res.reads,
 		    (unsigned long long)res.writes);
 	/* legs identical */
 	uint8_t *a = block_alloc(8 * BDEV_BLOCK_SIZE), *b = block_alloc(8 * BDEV_BLOCK_SIZE);
-	cr_assert_eq(mirror_read_leg(m, 0, BASE - 2, a, 8), 0);
-	cr_assert_eq(mirror_read_leg(m, 1, BASE - 2, b, 8), 0);
-	cr_assert_eq(memcmp(a, b, 8 * BDEV_BLOCK_SIZE), 0, "io_uring legs differ");
+	MFIX_CHECK((mirror_read_leg(m, 0, BASE - 2, a, 8)) == (0));
+	MFIX_CHECK((mirror_read_leg(m, 1, BASE - 2, b, 8)) == (0));
+	MFIX_CHECKM((memcmp(a, b, 8 * BDEV_BLOCK_SIZE)) == (0), "io_uring legs differ");
 	free(a);
 	free(b);
-	cr_assert_eq(mirror_close(m), 0);
+	MFIX_CHECK((mirror_close(m)) == (0));
 	unlink(p0);
 	unlink(p1);
 }

@@ -355,11 +355,11 @@ static long long crash_recovery(struct mfix *f, const struct point *p)
 		struct resync_result res;
 		int rc = recovery_resync(f->m, NULL, NULL, &res, &err);
 		if (p->arm_recovery == 0)
-			cr_assert_eq(rc, 0, PT_FMT ": uncrashed recovery failed: %d (%s)", PT_ARGS(p), rc,
+			MFIX_CHECKM((rc) == (0), PT_FMT ": uncrashed recovery failed: %d (%s)", PT_ARGS(p), rc,
 				     err.msg);
 		used = ops_counted(f);
 	} else {
-		cr_assert(p->arm_recovery > 0, PT_FMT ": uncrashed reassembly failed: %s", PT_ARGS(p),
+		MFIX_CHECKM(p->arm_recovery > 0, PT_FMT ": uncrashed reassembly failed: %s", PT_ARGS(p),
 			  err.msg);
 		f->m = NULL;
 		f->fault[0] = f->fault[1] = NULL;
@@ -429,7 +429,7 @@ static void resync_under_load(struct mfix *f, struct run *run, const struct poin
 			struct bdev *ncrash = crash_disk_create(nmem, &f->clock, p->seed * 2 + 301, 50);
 			struct bdev *nfault = fault_disk_create(ncrash);
 			int rc = mirror_replace_leg(f->m, leg, nfault, &err);
-			cr_assert(rc == 0 || crashed(run), PT_FMT ": mirror_replace_leg failed before the power cut: %d (%s)",
+			MFIX_CHECKM(rc == 0 || crashed(run), PT_FMT ": mirror_replace_leg failed before the power cut: %d (%s)",
 				  PT_ARGS(p), rc, err.msg);
 			/* Refusals before the swap (the power already gone: the
 			 * other disk failed at open) leave newdev with us; a
@@ -450,16 +450,16 @@ static void resync_under_load(struct mfix *f, struct run *run, const struct poin
 		}
 		struct resync_arg ra = { .m = f->m };
 		pthread_t rt, tid[MAX_THREADS];
-		cr_assert_eq(pthread_create(&rt, NULL, resync_thread, &ra), 0);
+		MFIX_CHECK((pthread_create(&rt, NULL, resync_thread, &ra)) == (0));
 		for (int t = 0; t < p->v->threads; t++)
-			cr_assert_eq(pthread_create(&tid[t], NULL, workload, &run->th[t]), 0);
+			MFIX_CHECK((pthread_create(&tid[t], NULL, workload, &run->th[t])) == (0));
 		for (int t = 0; t < p->v->threads; t++)
 			pthread_join(tid[t], NULL);
 		pthread_join(rt, NULL);
-		cr_assert(ra.rc == 0 || crashed(run), PT_FMT ": resync under load failed before the power cut: %d",
+		MFIX_CHECKM(ra.rc == 0 || crashed(run), PT_FMT ": resync under load failed before the power cut: %d",
 			  PT_ARGS(p), ra.rc);
 	} else {
-		cr_assert(crashed(run), PT_FMT ": phase 2 reassembly failed before the power cut: %s",
+		MFIX_CHECKM(crashed(run), PT_FMT ": phase 2 reassembly failed before the power cut: %s",
 			  PT_ARGS(p), err.msg);
 		f->m = NULL;
 		f->fault[0] = f->fault[1] = NULL;
@@ -494,14 +494,14 @@ static void check_contents(struct mfix *f, struct run *run, const struct point *
 	for (uint64_t b0 = 0; b0 < f->data_blocks; b0 += 64) {
 		uint64_t n = f->data_blocks - b0 < 64 ? f->data_blocks - b0 : 64;
 		rc = bdev_read(f->dev, b0, buf, n);
-		cr_assert_eq(rc, 0, PT_FMT ": read after recovery failed: %d", PT_ARGS(p), rc);
+		MFIX_CHECKM((rc) == (0), PT_FMT ": read after recovery failed: %d", PT_ARGS(p), rc);
 		for (uint64_t k = 0; k < n; k++) {
 			uint64_t seq = 0;
 			int vd = mfix_check(buf + k * BDEV_BLOCK_SIZE, b0 + k, &seq);
 			const char *why = judge(run, b0 + k, vd, seq, mark[b0 + k], 0);
 			if (why)
 				dump_history(run, b0 + k);
-			cr_assert_null(why, PT_FMT ": after recovery block %llu holds %s", PT_ARGS(p),
+			MFIX_CHECKM(!(why), PT_FMT ": after recovery block %llu holds %s", PT_ARGS(p),
 				       (unsigned long long)(b0 + k), why);
 		}
 	}
@@ -516,7 +516,7 @@ static void check_contents(struct mfix *f, struct run *run, const struct point *
 							mark[rr->blk + k], rr->end);
 				if (why)
 					dump_history(run, rr->blk + k);
-				cr_assert_null(why, PT_FMT ": a read during the workload of block %llu "
+				MFIX_CHECKM(!(why), PT_FMT ": a read during the workload of block %llu "
 					       "returned %s", PT_ARGS(p), (unsigned long long)(rr->blk + k), why);
 			}
 		}
@@ -573,7 +573,7 @@ static long long run_point(const struct point *p, bool verify)
 		f.dev = mirror_bdev(f.m);
 		pthread_t tid[MAX_THREADS];
 		for (int t = 0; t < p->v->threads; t++)
-			cr_assert_eq(pthread_create(&tid[t], NULL, workload, &run->th[t]), 0);
+			MFIX_CHECK((pthread_create(&tid[t], NULL, workload, &run->th[t])) == (0));
 		for (int t = 0; t < p->v->threads; t++)
 			pthread_join(tid[t], NULL);
 		used = ops_counted(&f);
@@ -583,11 +583,11 @@ static long long run_point(const struct point *p, bool verify)
 		f.m = NULL;
 		f.fault[0] = f.fault[1] = NULL; /* mirror_open closed them */
 		stats.open_crashed++;
-		cr_assert(verify && crashed(run), PT_FMT ": mirror_open failed before the power cut: %d (%s)",
+		MFIX_CHECKM(verify && crashed(run), PT_FMT ": mirror_open failed before the power cut: %d (%s)",
 			  PT_ARGS(p), orc, err.msg);
 	}
 	for (int t = 0; t < p->v->threads; t++)
-		cr_assert(!run->th[t].err[0], PT_FMT ": thread %d: %s", PT_ARGS(p), t, run->th[t].err);
+		MFIX_CHECKM(!run->th[t].err[0], PT_FMT ": thread %d: %s", PT_ARGS(p), t, run->th[t].err);
 	/* power cut (if the armed point was not reached, it happens now) */
 	crash_disk_crash(f.crash[0]);
 	crash_disk_crash(f.crash[1]);
@@ -608,7 +608,7 @@ static long long run_point(const struct point *p, bool verify)
 	if (p->v->resync_under_load && verify) {
 		resync_under_load(&f, run, p);
 		for (int t = 0; t < p->v->threads; t++)
-			cr_assert(!run->th[t].err[0], PT_FMT ": phase 2 thread %d: %s", PT_ARGS(p), t,
+			MFIX_CHECKM(!run->th[t].err[0], PT_FMT ": phase 2 thread %d: %s", PT_ARGS(p), t,
 				  run->th[t].err);
 	}
 
@@ -627,10 +627,10 @@ static long long run_point(const struct point *p, bool verify)
 		 * old disk alone must then hold everything. */
 		int r = run->replaced;
 		struct msb nsb;
-		cr_assert_neq(mfix_msb(&f, r, &nsb), 0,
+		MFIX_CHECKM((mfix_msb(&f, r, &nsb)) != (0),
 			      PT_FMT ": reassembly failed although the new disk has a superblock: %d (%s)",
 			      PT_ARGS(p), rc, err.msg);
-		cr_assert_neq(strstr(err.msg, f.name[r]), NULL, PT_FMT ": message does not name the new disk: %s",
+		MFIX_CHECKM((strstr(err.msg, f.name[r])) != (NULL), PT_FMT ": message does not name the new disk: %s",
 			      PT_ARGS(p), err.msg);
 		stats.replace_refused++;
 		f.cfg.mopts.allow_degraded = true;
@@ -639,36 +639,36 @@ static long long run_point(const struct point *p, bool verify)
 		f.fault[r] = NULL;
 		struct bdev *legs[2] = { f.fault[0], f.fault[1] };
 		rc = mirror_open(legs, &f.cfg.mopts, &f.m, &err);
-		cr_assert_eq(rc, 0, PT_FMT ": degraded start on the old disk failed: %d (%s)", PT_ARGS(p), rc,
+		MFIX_CHECKM((rc) == (0), PT_FMT ": degraded start on the old disk failed: %d (%s)", PT_ARGS(p), rc,
 			     err.msg);
 		f.dev = mirror_bdev(f.m);
 		check_contents(&f, run, p);
 		mfix_close(&f);
 		goto done;
 	}
-	cr_assert_eq(rc, 0, PT_FMT ": reassembly after the crash failed: %d (%s)", PT_ARGS(p), rc, err.msg);
+	MFIX_CHECKM((rc) == (0), PT_FMT ": reassembly after the crash failed: %d (%s)", PT_ARGS(p), rc, err.msg);
 	struct resync_result res;
 	stats.stale_chunks += mirror_stale_chunks(f.m);
 	rc = recovery_resync(f.m, NULL, NULL, &res, &err);
 	stats.copied += res.blocks_copied;
-	cr_assert_eq(rc, 0, PT_FMT ": recovery_resync: %d (%s)", PT_ARGS(p), rc, err.msg);
-	cr_assert(!res.degraded, PT_FMT ": resync ended degraded", PT_ARGS(p));
-	cr_assert_eq(mirror_stale_chunks(f.m), 0, PT_FMT ": stale chunks left", PT_ARGS(p));
+	MFIX_CHECKM((rc) == (0), PT_FMT ": recovery_resync: %d (%s)", PT_ARGS(p), rc, err.msg);
+	MFIX_CHECKM(!res.degraded, PT_FMT ": resync ended degraded", PT_ARGS(p));
+	MFIX_CHECKM((mirror_stale_chunks(f.m)) == (0), PT_FMT ": stale chunks left", PT_ARGS(p));
 	struct mirror_status st;
 	mirror_get_status(f.m, &st);
-	cr_assert(st.leg[0].state == LEG_IN_SYNC && st.leg[1].state == LEG_IN_SYNC,
+	MFIX_CHECKM(st.leg[0].state == LEG_IN_SYNC && st.leg[1].state == LEG_IN_SYNC,
 		  PT_FMT ": legs not in sync after recovery (%d, %d)", PT_ARGS(p), st.leg[0].state,
 		  st.leg[1].state);
 
 	check_contents(&f, run, p);
-	cr_assert_eq(mfix_close(&f), 0, PT_FMT ": close after recovery", PT_ARGS(p));
+	MFIX_CHECKM((mfix_close(&f)) == (0), PT_FMT ": close after recovery", PT_ARGS(p));
 	uint64_t first;
 	uint64_t d = mfix_compare_mem(&f, &first);
-	cr_assert_eq(d, 0, PT_FMT ": legs differ in %llu blocks after recovery (first %llu)", PT_ARGS(p),
+	MFIX_CHECKM((d) == (0), PT_FMT ": legs differ in %llu blocks after recovery (first %llu)", PT_ARGS(p),
 		     (unsigned long long)d, (unsigned long long)first);
 	/* a clean close after recovery needs no resync */
 	mfix_open_ok(&f);
-	cr_assert_eq(mirror_stale_chunks(f.m), 0, PT_FMT ": stale chunks after a clean close",
+	MFIX_CHECKM((mirror_stale_chunks(f.m)) == (0), PT_FMT ": stale chunks after a clean close",
 		     PT_ARGS(p));
 	mfix_close(&f);
 
@@ -706,7 +706,7 @@ static void run_variant(const struct variant *v)
 	/* calibration: an uncrashed run's operation count */
 	struct point cal = { .v = v, .index = -1, .seed = base_seed() ^ 0x5555, .fail_leg = -1 };
 	long long est = run_point(&cal, false);
-	cr_assert_gt(est, 10, "calibration made only %lld operations", est);
+	MFIX_CHECKM((est) > (10), "calibration made only %lld operations", est);
 	struct prng r;
 	prng_seed(&r, base_seed() ^ (uint64_t)v->share ^ ((uint64_t)v->threads << 20) ^
 			      (uint64_t)(uintptr_t)v->name[0]);

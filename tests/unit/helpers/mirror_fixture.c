@@ -235,7 +235,7 @@ void mfix_destroy(struct mfix *f)
 int mfix_write(struct mfix *f, uint64_t blk, uint64_t n, uint64_t seq, bool vectored)
 {
 	uint8_t *buf = block_alloc(n * BDEV_BLOCK_SIZE);
-	cr_assert(buf);
+	MFIX_CHECK(buf);
 	struct iovec iov[64];
 	int iovcnt = 0;
 	for (uint64_t i = 0; i < n; i++)
@@ -254,7 +254,7 @@ int mfix_write(struct mfix *f, uint64_t blk, uint64_t n, uint64_t seq, bool vect
 int mfix_read_seq_dev(struct bdev *dev, uint64_t blk, uint64_t *seq)
 {
 	uint8_t *buf = block_alloc(BDEV_BLOCK_SIZE);
-	cr_assert(buf);
+	MFIX_CHECK(buf);
 	int rc = bdev_read(dev, blk, buf, 1);
 	if (rc == 0) {
 		rc = mfix_check(buf, blk, seq);
@@ -274,7 +274,7 @@ int mfix_read_seq(struct mfix *f, uint64_t blk, uint64_t *seq)
 
 uint8_t *mfix_mem_data(struct mfix *f, int leg, uint64_t blk)
 {
-	cr_assert(blk < f->data_blocks);
+	MFIX_CHECK(blk < f->data_blocks);
 	return mem_disk_block(f->mem[leg], f->data_offset + blk);
 }
 
@@ -303,7 +303,7 @@ int64_t mfix_compare_legs(struct mfix *f, uint64_t *first)
 	const uint64_t step = 64;
 	uint8_t *a = block_alloc(step * BDEV_BLOCK_SIZE);
 	uint8_t *b = block_alloc(step * BDEV_BLOCK_SIZE);
-	cr_assert(a && b);
+	MFIX_CHECK(a && b);
 	int64_t diff = 0;
 	if (first)
 		*first = UINT64_MAX;
@@ -334,7 +334,7 @@ bool mfix_disk_bit(struct mfix *f, int leg, uint64_t chunk)
 	uint32_t nb = f->sb.bitmap_blocks;
 	uint8_t *img = malloc((size_t)nb * BDEV_BLOCK_SIZE);
 	uint8_t *bits = calloc((f->nchunks + 7) / 8 + 1, 1);
-	cr_assert(img && bits);
+	MFIX_CHECK(img && bits);
 	for (uint32_t i = 0; i < nb; i++)
 		memcpy(img + (size_t)i * BDEV_BLOCK_SIZE,
 		       mem_disk_block(f->mem[leg], f->sb.bitmap_offset + i), BDEV_BLOCK_SIZE);

@@ -23,6 +23,7 @@
 #ifndef CAT_TESTS_MIRROR_FIXTURE_H
 #define CAT_TESTS_MIRROR_FIXTURE_H
 
+#include <criterion/criterion.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,6 +32,21 @@
 #include "blockdev/mirror/superblock.h"
 #include "blockdev/testdev/crash_disk.h"
 #include "core/base/error.h"
+
+/* Criterion records every assertion it evaluates and ctest runs the
+ * binaries with --full-stats, which sends each one to the runner: in loops
+ * that is slow. These evaluate the condition once and call Criterion only
+ * when it fails: MFIX_CHECK(cond) / MFIX_CHECKM(cond, fmt, ...). */
+#define MFIX_CHECK(cond)                                         \
+	do {                                                     \
+		if (!(cond))                                     \
+			cr_assert_fail("%s", "check failed: " #cond); \
+	} while (0)
+#define MFIX_CHECKM(cond, ...)                   \
+	do {                                     \
+		if (!(cond))                     \
+			cr_assert_fail(__VA_ARGS__); \
+	} while (0)
 
 #define MFIX_DEFAULT_BLOCKS 1024u /* 4 MiB per leg */
 #define MFIX_DEFAULT_CHUNK 16u
