@@ -16,16 +16,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0
-
-ok() { pass=$((pass + 1)); echo "ok $pass: $*"; }
-fail() {
-	echo "FAIL: $*"
-	for f in "$T/out" "$T/err"; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f"; done
-	echo "$NAME: $pass passed, 1 failed"
-	exit 1
-}
-run() { set +e; "$CAT" "$@" >"$T/out" 2>"$T/err"; rc=$?; set -e; }
+. "$(dirname "$0")/lib/assert.sh"
 sums() { md5sum "$@" 2>&1 || true; }
 
 # refuse RC TEXT ARGS...: catamaran ARGS must exit RC with exactly one line
@@ -40,11 +31,6 @@ refuse() {
 	grep -qF -- "$text" "$T/err" || fail "catamaran $*: message does not mention '$text'"
 	[ "$(sums "${WATCH[@]}")" = "$before" ] || fail "catamaran $*: a disk was written"
 	ok "$* -> $(head -c 150 "$T/err")"
-}
-expect() {
-	local want=$1; shift
-	run "$@"
-	[ "$rc" = "$want" ] || fail "catamaran $* exited $rc, expected $want"
 }
 # flip FILE OFFSET: invert one byte in place.
 flip() {

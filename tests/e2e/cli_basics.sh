@@ -12,22 +12,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 A=$T/disk1.img
 B=$T/disk2.img
-pass=0
-
-ok() { pass=$((pass + 1)); echo "ok $pass: $*"; }
-fail() {
-	echo "FAIL: $*"
-	for f in "$T/out" "$T/err"; do [ -s "$f" ] && sed "s|^|  $(basename "$f"): |" "$f"; done
-	echo "$NAME: $pass passed, 1 failed"
-	exit 1
-}
-# run ARGS...: run catamaran; rc, $T/out and $T/err hold the outcome.
-run() { set +e; "$CAT" "$@" >"$T/out" 2>"$T/err"; rc=$?; set -e; }
-expect() { # expect RC ARGS...
-	local want=$1; shift
-	run "$@"
-	[ "$rc" = "$want" ] || fail "catamaran $* exited $rc, expected $want"
-}
+. "$(dirname "$0")/lib/assert.sh"
 has() { grep -qE -- "$1" "$T/out" || fail "output of the last command lacks /$1/"; }
 json_field() { grep -oE "\"$1\": [^,}]*" "$T/out" | head -n1 | sed 's/.*: //; s/"//g'; }
 
