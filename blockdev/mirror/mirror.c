@@ -174,8 +174,11 @@ static uint8_t member_state_on_disk(const struct mirror *m, int i)
 	}
 }
 
-/* State lock held. Bump events and write every live leg's superblock, then
- * flush them. A leg that cannot take it is failed here (no recursion). */
+/* State lock held. Bump events and write every live leg's superblock as md
+ * does (preflush, write, flush): the first flush makes everything the new
+ * superblock vouches for durable before it (a rebuilt leg's data before
+ * "in sync"), the second makes the superblock itself durable. A leg that
+ * cannot take it is failed here (no recursion). */
 static int write_superblocks_locked(struct mirror *m, bool clean)
 {
 	if (m->readonly)
@@ -191,7 +194,9 @@ static int write_superblocks_locked(struct mirror *m, bool clean)
 			continue;
 		struct msb mine = m->sb;
 		mine.disk_index = (uint32_t)i;
-		int rc = msb_write(m->leg[i].dev, &mine);
+		int rc = bdev_flush(m->leg[i].dev);
+		if (rc == 0)
+			rc = msb_write(m->leg[i].dev, &mine);
 		if (rc == 0)
 			rc = bdev_flush(m->leg[i].dev);
 		if (rc == 0) {
@@ -369,8 +374,9 @@ static int mirror_readv(struct bdev *d, uint64_t blkno, const struct iovec *iov,
 	return rc == 0 ? 0 : -EIO;
 }
 
-/* Flush every live leg in parallel; succeeds when a leg that took the
- * flush is still in service after the failures were recorded. */
+/* Flush every live leg in parallel; succeeds when a leg that holds every
+ * block (in sync, not one still being rebuilt) took the flush and is still
+ * in service after the failures were recorded. */
 static int flush_legs(struct mirror *m)
 {
 	struct bdev_req req[2];
@@ -388,7 +394,7 @@ static int flush_legs(struct mirror *m)
 		fail_leg(m, legs[k], req[k].dev, req[k].result, "flush error");
 	}
 	for (int k = 0; k < n; k++)
-		if (req[k].result == 0 && leg_live(m, legs[k]))
+		if (req[k].result == 0 && leg_state(m, legs[k]) == LEG_IN_SYNC)
 			return 0;
 	return -EIO;
 }
