@@ -124,9 +124,12 @@ struct mirror *mirror_from_bdev(struct bdev *d); /* NULL if not a mirror */
 /* Administrative failure ("disk fail"): as if the disk had been pulled. */
 int mirror_fail_leg(struct mirror *m, int leg, const char *why);
 
-/* Replace leg with newdev (taken over): the old device is closed, newdev
- * gets a superblock and becomes REBUILDING with every chunk stale. The copy
- * is then driven like a resync. */
+/* Replace leg with newdev: a live leg is failed first; the old device is
+ * retired (closed with the mirror); newdev gets a superblock and becomes
+ * REBUILDING with every chunk stale; the copy is then driven like a resync.
+ * Ownership: when the call refuses up front (-EINVAL, -EROFS, -ENOSPC,
+ * -EBUSY) the caller keeps newdev; otherwise (0, or a failed metadata write
+ * that leaves the new leg failed) the mirror owns it. */
 int mirror_replace_leg(struct mirror *m, int leg, struct bdev *newdev,
 		       struct cat_error *err);
 

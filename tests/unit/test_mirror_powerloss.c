@@ -5,7 +5,7 @@
  * one crash_clock (they lose power at the same instant) but have their own
  * seeds, so each loses a different random subset of its unflushed blocks.
  * A workload of random writes (1-4 blocks, sometimes split over two
- * iovecs), reads, flushes and bitmap cleaning runs on 1 or 3 threads until
+ * iovecs), reads, flushes and bitmap cleaning runs on 1 to 3 threads until
  * the clock, armed at a random operation count (also inside mirror_open),
  * cuts the power. Then, like a restarted daemon: mirror_abandon, a new
  * mirror on the two backing mem disks (the post-crash images),
@@ -14,8 +14,9 @@
  *     over the data area;
  *   - every block holds a whole value that was written to it (or zeros);
  *   - durability: a block holds no value that was already overwritten
- *     before the last completed flush began (so every write acknowledged
- *     before a completed flush is present, or a later one);
+ *     before the last completed flush (of that power-on period) began, so
+ *     every write acknowledged before a completed flush is present, or a
+ *     later one; unflushed writes may be lost at each power cut;
  *   - reads during the workload never returned garbage or a value already
  *     overwritten before the read began, and before the power cut every
  *     request succeeded (also while a leg was failing).
@@ -523,6 +524,32 @@ static void check_contents(struct mfix *f, struct run *run, const struct point *
 	free(mark);
 }
 
+/* Debugging aid (CATAMARAN_CRASH_TRACE=1): both superblocks and the
+ * blocks of each image that already break the model, before recovery. */
+static void trace_images(struct mfix *f, struct run *run)
+{
+	compute_flushcuts(run);
+	uint64_t *mark = malloc(f->data_blocks * sizeof(uint64_t));
+	supersede_marks(run, UINT64_MAX, MAX_EPOCHS, mark, f->data_blocks);
+	for (int leg = 0; leg < 2; leg++) {
+		struct msb sb;
+		int rc = mfix_msb(f, leg, &sb);
+		fprintf(stderr, "trace: leg %d superblock rc %d events %llu states %d/%d clean %d\n", leg, rc,
+			(unsigned long long)sb.events, sb.member_state[0], sb.member_state[1], sb.clean);
+		int shown = 0;
+		for (uint64_t b = 0; b < f->data_blocks && shown < 8; b++) {
+			uint64_t seq = 0;
+			int vd = mfix_mem_seq(f, leg, b, &seq);
+			const char *why = judge(run, b, vd, seq, mark[b], 0);
+			if (why) {
+				fprintf(stderr, "trace: leg %d block %llu: %s\n", leg, (unsigned long long)b, why);
+				shown++;
+			}
+		}
+	}
+	free(mark);
+}
+
 /* Run one crash point; returns the crash-disk operations the run made
  * (the calibration run uses it). */
 static long long run_point(const struct point *p, bool verify)
@@ -616,6 +643,9 @@ static long long run_point(const struct point *p, bool verify)
 		/* calibration only */
 		goto done;
 	}
+
+	if (getenv("CATAMARAN_CRASH_TRACE"))
+		trace_images(&f, run);
 
 	/* --- recovery: a fresh mirror on the post-crash images --- */
 	f.cfg.crash = false;
