@@ -905,8 +905,8 @@ int64_t mirror_next_stale_chunk(struct mirror *m, uint64_t from)
 
 uint64_t mirror_stale_chunks(struct mirror *m) { return atomic_load(&m->stale_count); }
 
-/* Write the runs of blocks flagged in differ[] from buf to leg t. */
-static int write_runs(struct mirror *m, int t, uint64_t blkno, const uint8_t *buf,
+/* Write the runs of blocks flagged in differ[] from buf to dev. */
+static int write_runs(struct mirror *m, struct bdev *dev, uint64_t blkno, const uint8_t *buf,
 		      const bool *differ, uint32_t n, uint64_t *copied)
 {
 	for (uint32_t i = 0; i < n;) {
@@ -917,7 +917,7 @@ static int write_runs(struct mirror *m, int t, uint64_t blkno, const uint8_t *bu
 		uint32_t j = i;
 		while (j < n && differ[j])
 			j++;
-		int rc = bdev_write(m->leg[t].dev, m->sb.data_offset + blkno + i,
+		int rc = bdev_write(dev, m->sb.data_offset + blkno + i,
 				    buf + (size_t)i * BDEV_BLOCK_SIZE, j - i);
 		if (rc < 0)
 			return rc;
@@ -970,18 +970,28 @@ static void seg_bufs_free(struct seg_bufs *sb)
 	free(sb->b);
 }
 
-/* Copy one segment under its stripe locks. */
+/* The leg being rebuilt, its device and copy mode, taken together. */
+struct resync_target {
+	int leg;
+	struct bdev *dev;
+	bool compare;
+};
+
+/* Copy one segment to target under its stripe locks. -EAGAIN: the target
+ * was replaced meanwhile (its chunk must stay stale). */
 static int resync_segment(struct mirror *m, uint64_t blkno, uint32_t n, struct seg_bufs *bufs,
-			  uint64_t *copied)
+			  const struct resync_target *tg, uint64_t *copied)
 {
 	stripes_lock(m, blkno, n, true);
-	int s = atomic_load(&m->auth), t = mirror_rebuilding_leg(m), rc = 0, terr;
-	if (t < 0)
+	int s = atomic_load(&m->auth), t = tg->leg, rc = 0, terr;
+	if (leg_state(m, t) != LEG_REBUILDING)
 		rc = -ENODEV;
+	else if (m->leg[t].dev != tg->dev)
+		rc = -EAGAIN;
 	else if (s < 0 || leg_state(m, s) != LEG_IN_SYNC)
 		rc = -EIO;
 	if (rc == 0) {
-		rc = read_pair(m, s, t, blkno, n, bufs->a, bufs->b, m->resync_compare, bufs->differ, &terr);
+		rc = read_pair(m, s, t, blkno, n, bufs->a, bufs->b, tg->compare, bufs->differ, &terr);
 		if (rc < 0) {
 			atomic_fetch_add(&m->leg[s].read_errors, 1);
 			fail_leg(m, s, m->leg[s].dev, rc, "read error while resyncing the other disk");
@@ -989,10 +999,10 @@ static int resync_segment(struct mirror *m, uint64_t blkno, uint32_t n, struct s
 		}
 	}
 	if (rc == 0) {
-		rc = write_runs(m, t, blkno, bufs->a, bufs->differ, n, copied);
+		rc = write_runs(m, tg->dev, blkno, bufs->a, bufs->differ, n, copied);
 		if (rc < 0) {
 			atomic_fetch_add(&m->leg[t].write_errors, 1);
-			fail_leg(m, t, m->leg[t].dev, rc, "write error while being resynced");
+			fail_leg(m, t, tg->dev, rc, "write error while being resynced");
 			rc = -ENODEV;
 		}
 	}
@@ -1016,15 +1026,29 @@ int mirror_resync_chunk(struct mirror *m, uint64_t chunk, uint64_t *copied)
 	uint64_t first = chunk * m->sb.chunk_blocks;
 	uint64_t end = first + m->sb.chunk_blocks;
 	end = end < m->sb.data_blocks ? end : m->sb.data_blocks;
-	int rc = 0;
+	/* A replace swaps the device and re-marks every chunk stale under the
+	 * state lock; so the chunk is declared copied only if the device we
+	 * copied to is still the target at that moment. */
+	pthread_mutex_lock(&m->state_lock);
+	struct resync_target tg = { .leg = mirror_rebuilding_leg(m) };
+	if (tg.leg >= 0) {
+		tg.dev = m->leg[tg.leg].dev;
+		tg.compare = m->resync_compare;
+	}
+	pthread_mutex_unlock(&m->state_lock);
+	int rc = tg.leg < 0 ? -ENODEV : 0;
 	for (uint64_t b = first; b < end && rc == 0; b += SEGMENT_BLOCKS) {
 		uint32_t n = (uint32_t)(end - b < SEGMENT_BLOCKS ? end - b : SEGMENT_BLOCKS);
-		rc = resync_segment(m, b, n, &bufs, copied);
+		rc = resync_segment(m, b, n, &bufs, &tg, copied);
 	}
-	if (rc == 0)
-		chunk_set_stale(m, chunk, false);
+	if (rc == 0) {
+		pthread_mutex_lock(&m->state_lock);
+		if (leg_state(m, tg.leg) == LEG_REBUILDING && m->leg[tg.leg].dev == tg.dev)
+			chunk_set_stale(m, chunk, false);
+		pthread_mutex_unlock(&m->state_lock);
+	}
 	seg_bufs_free(&bufs);
-	return rc;
+	return rc == -EAGAIN ? 0 : rc;
 }
 
 int mirror_resync_finish(struct mirror *m)
@@ -1131,7 +1155,7 @@ int mirror_compare_range(struct mirror *m, uint64_t blkno, uint32_t n, uint8_t *
 			}
 		uint64_t copied = 0;
 		if (repair && count)
-			rc = write_runs(m, 1 - s, blkno, bufs.a, bufs.differ, n, &copied);
+			rc = write_runs(m, m->leg[1 - s].dev, blkno, bufs.a, bufs.differ, n, &copied);
 	}
 	stripes_unlock(m, blkno, n);
 	seg_bufs_free(&bufs);
