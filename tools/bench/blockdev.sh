@@ -12,6 +12,9 @@
 #        FLUSH_EVERY  writes per flush, per worker / per fio job [16]
 #        KILL_AFTER   seconds of load before the kill -9 in (d) [3]
 #        REPEAT       kill/recover cycles per volume in (d), median taken [3]
+#        ROUNDS       interleaved catamaran/fio rounds in (a) and (b), median
+#                     ratio reported [3]: the host disk's speed drifts by 2-3x
+#                     within a minute here, so one back-to-back pair misleads
 #        KEEP=1       keep the backing files afterwards
 #
 # Needs root only if DIR needs it; needs fio (with io_uring) and jq. Uses about
@@ -29,6 +32,7 @@ RUNTIME=${RUNTIME:-15}
 FLUSH_EVERY=${FLUSH_EVERY:-16}
 KILL_AFTER=${KILL_AFTER:-3}
 REPEAT=${REPEAT:-3}
+ROUNDS=${ROUNDS:-3}
 KEEP=${KEEP:-0}
 
 find_catamaran() {
@@ -70,6 +74,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 # ratio A B: A / B, 2 decimals ("n/a" when B is 0)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # verdict VALUE OP TARGET: "ok" or "MISSED"
 verdict() {
 	awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
@@ -136,17 +141,20 @@ fio_iops() { # RW NUMJOBS IODEPTH FIO-ARGS... -- FILES...
 # write is one write on each file, so the reference rate is fio's per-file
 # rate: the sum over both files / 2.
 bench_randwrite() {
-	local workers=$((THREADS * QD))
-	say "(a) 4K randwrite, $THREADS threads x QD $QD, flush every $FLUSH_EVERY writes, ${RUNTIME}s each"
-	cat_w=$(cat_bench randwrite --flush-every "$FLUSH_EVERY")
-	local fio_total per_sync
-	fio_total=$(fio_iops randwrite "$workers" 1 --fdatasync="$FLUSH_EVERY" -- "$d1" "$d2")
-	per_sync=$(jq '([.jobs[].write.total_ios] | add) / ([.jobs[].sync.lat_ns.N] | add) * 10 | round / 10' \
-		"$out/fio-randwrite.json")
-	fio_w=$(awk -v t="$fio_total" 'BEGIN { printf "%.0f", t / 2 }')
-	ratio_w=$(ratio "$cat_w" "$fio_w")
-	say "    catamaran $(printf '%.0f' "$cat_w") IOPS; fio $fio_w IOPS per file" \
-	    "($workers jobs x QD 1 per file, both files at once, $per_sync writes per fdatasync): ratio $ratio_w"
+	local workers=$((THREADS * QD)) ratios=() fio_total per_sync
+	say "(a) 4K randwrite, $THREADS threads x QD $QD, flush every $FLUSH_EVERY writes, ${RUNTIME}s each, $ROUNDS rounds"
+	for round in $(seq 1 "$ROUNDS"); do
+		cat_w=$(cat_bench randwrite --flush-every "$FLUSH_EVERY")
+		fio_total=$(fio_iops randwrite "$workers" 1 --fdatasync="$FLUSH_EVERY" -- "$d1" "$d2")
+		per_sync=$(jq '([.jobs[].write.total_ios] | add) / ([.jobs[].sync.lat_ns.N] | add) * 10 | round / 10' \
+			"$out/fio-randwrite.json")
+		fio_w=$(awk -v t="$fio_total" 'BEGIN { printf "%.0f", t / 2 }')
+		ratios+=("$(ratio "$cat_w" "$fio_w")")
+		say "    round $round: catamaran $(printf '%.0f' "$cat_w") IOPS; fio $fio_w IOPS per file" \
+		    "($workers jobs x QD 1 per file, both files at once, $per_sync writes per fdatasync): ratio ${ratios[-1]}"
+	done
+	ratio_w=$(printf '%s\n' "${ratios[@]}" | median)
+	say "    median ratio $ratio_w"
 }
 
 # ---- (b) 4K random reads ----------------------------------------------------
@@ -157,15 +165,20 @@ bench_randwrite() {
 #  - fio at its best: THREADS jobs with a real asynchronous queue of QD,
 #    which Catamaran's synchronous per-request API cannot batch (shown too).
 bench_randread() {
-	local workers=$((THREADS * QD)) fio_async
-	say "(b) 4K randread, $THREADS threads x QD $QD, ${RUNTIME}s each"
-	cat_r=$(cat_bench randread)
-	fio_r=$(printf '%.0f' "$(fio_iops randread "$workers" 1 -- "$d1")")
-	fio_async=$(printf '%.0f' "$(fio_iops randread "$THREADS" "$QD" -- "$d1")")
-	ratio_r=$(ratio "$cat_r" "$fio_r")
-	ratio_r_async=$(ratio "$cat_r" "$fio_async")
-	say "    catamaran $(printf '%.0f' "$cat_r") IOPS; fio on disk 1: $fio_r IOPS ($workers jobs x QD 1): ratio $ratio_r;" \
-	    "$fio_async IOPS ($THREADS jobs x QD $QD, async): ratio $ratio_r_async"
+	local workers=$((THREADS * QD)) fio_async ratios=() ratios_async=()
+	say "(b) 4K randread, $THREADS threads x QD $QD, ${RUNTIME}s each, $ROUNDS rounds"
+	for round in $(seq 1 "$ROUNDS"); do
+		cat_r=$(cat_bench randread)
+		fio_r=$(printf '%.0f' "$(fio_iops randread "$workers" 1 -- "$d1")")
+		fio_async=$(printf '%.0f' "$(fio_iops randread "$THREADS" "$QD" -- "$d1")")
+		ratios+=("$(ratio "$cat_r" "$fio_r")")
+		ratios_async+=("$(ratio "$cat_r" "$fio_async")")
+		say "    round $round: catamaran $(printf '%.0f' "$cat_r") IOPS; fio on disk 1: $fio_r IOPS" \
+		    "($workers jobs x QD 1): ratio ${ratios[-1]}; $fio_async IOPS ($THREADS jobs x QD $QD, async): ratio ${ratios_async[-1]}"
+	done
+	ratio_r=$(printf '%s\n' "${ratios[@]}" | median)
+	ratio_r_async=$(printf '%s\n' "${ratios_async[@]}" | median)
+	say "    median ratios $ratio_r (same model), $ratio_r_async (async)"
 }
 
 # ---- (c) full rebuild -------------------------------------------------------
@@ -202,7 +215,6 @@ bench_rebuild() {
 # The median of REPEAT kill/recover cycles per volume is taken: one sample
 # is at the mercy of whatever else the machine does. `recover --full` is
 # timed once beside it, for scale.
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 kill_once() { # A B NAME: prints the time of `recover`
 	local a=$1 b=$2 name=$3
