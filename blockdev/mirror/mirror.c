@@ -227,12 +227,8 @@ static void choose_authority_locked(struct mirror *m)
 	int a = atomic_load(&m->auth);
 	if (a >= 0 && leg_state(m, a) == LEG_IN_SYNC)
 		return;
-	int other = a >= 0 ? 1 - a : 0;
-	atomic_store(&m->auth, leg_state(m, other) == LEG_IN_SYNC ? other : -1);
-	if (leg_state(m, other) == LEG_IN_SYNC)
-		return;
-	if (leg_state(m, 1 - other) == LEG_IN_SYNC)
-		atomic_store(&m->auth, 1 - other);
+	atomic_store(&m->auth, leg_state(m, 0) == LEG_IN_SYNC ? 0
+			       : leg_state(m, 1) == LEG_IN_SYNC ? 1 : -1);
 }
 
 /* Fail leg i because `dev` returned err. An error from a device that has
@@ -684,15 +680,21 @@ static int bitmap_write_cb(void *ctx, uint32_t first, const void *buf, uint32_t 
 
 static void *cleaner_main(void *arg);
 
+static void stop_cleaner(struct mirror *m)
+{
+	if (!m->cleaner_running)
+		return;
+	pthread_mutex_lock(&m->cleaner_lock);
+	m->cleaner_stop = true;
+	pthread_cond_signal(&m->cleaner_wake);
+	pthread_mutex_unlock(&m->cleaner_lock);
+	pthread_join(m->cleaner, NULL);
+	m->cleaner_running = false;
+}
+
 static void mirror_free(struct mirror *m)
 {
-	if (m->cleaner_running) {
-		pthread_mutex_lock(&m->cleaner_lock);
-		m->cleaner_stop = true;
-		pthread_cond_signal(&m->cleaner_wake);
-		pthread_mutex_unlock(&m->cleaner_lock);
-		pthread_join(m->cleaner, NULL);
-	}
+	stop_cleaner(m);
 	for (int i = 0; i < 2; i++)
 		bdev_close(m->leg[i].dev);
 	for (int i = 0; i < m->nretired; i++)
@@ -868,14 +870,7 @@ int mirror_close(struct mirror *m)
 	if (!m)
 		return 0;
 	int rc = 0;
-	if (m->cleaner_running) { /* stop it before the final bitmap update */
-		pthread_mutex_lock(&m->cleaner_lock);
-		m->cleaner_stop = true;
-		pthread_cond_signal(&m->cleaner_wake);
-		pthread_mutex_unlock(&m->cleaner_lock);
-		pthread_join(m->cleaner, NULL);
-		m->cleaner_running = false;
-	}
+	stop_cleaner(m); /* before the final bitmap update */
 	if (!m->readonly) {
 		rc = flush_legs(m);
 		bool in_sync = leg_state(m, 0) == LEG_IN_SYNC && leg_state(m, 1) == LEG_IN_SYNC;
