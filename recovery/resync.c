@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "core/base/util.h"
+#include "recovery/progress.h"
 
-#define PROGRESS_INTERVAL_NS 100000000ull /* 100 ms */
 #define MAX_ACTIVE_RESYNCS 64
 /* A chunk may become stale again behind the walk (a leg failed and came
  * back); wrap around this many times before giving up. */
@@ -49,17 +49,6 @@ static void release(struct mirror *m)
 		if (active[i] == m)
 			active[i] = NULL;
 	pthread_mutex_unlock(&active_lock);
-}
-
-/* Report progress if 100 ms passed since the last report. */
-static void tick(progress_fn progress, void *ctx, uint64_t *last_ns,
-		 uint64_t done, uint64_t total)
-{
-	uint64_t now = now_ns();
-	if (progress && now - *last_ns >= PROGRESS_INTERVAL_NS) {
-		*last_ns = now;
-		progress(ctx, "resync", done, total);
-	}
 }
 
 static bool any_leg_out_of_sync(struct mirror *m)
@@ -113,7 +102,7 @@ static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 		res->blocks_copied += copied;
 		if (res->chunks > total)
 			total = res->chunks; /* chunks went stale behind us */
-		tick(progress, ctx, &last_ns, res->chunks, total);
+		progress_tick(progress, ctx, "resync", &last_ns, res->chunks, total);
 		from = (uint64_t)chunk + 1;
 	}
 	if (progress)

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "core/base/util.h"
+#include "recovery/progress.h"
 
 #define SCRUB_STEP 256u                      /* mirror_compare_range limit */
-#define PROGRESS_INTERVAL_NS 100000000ull   /* 100 ms */
 
 /* The run of differing blocks being built; reported once it cannot grow. */
 struct run {
@@ -91,11 +91,7 @@ int recovery_scrub(struct mirror *m, bool repair, mismatch_fn on_mismatch,
 				res->mismatched++;
 			}
 		res->blocks += n;
-		uint64_t now = now_ns();
-		if (progress && now - last_ns >= PROGRESS_INTERVAL_NS) {
-			last_ns = now;
-			progress(ctx, phase, res->blocks, st.data_blocks);
-		}
+		progress_tick(progress, ctx, phase, &last_ns, res->blocks, st.data_blocks);
 	}
 	run_flush(&run);
 	if (progress)
