@@ -17,6 +17,7 @@
 #include "blockdev/disk/uring_disk.h"
 #include "blockdev/mirror/mirror.h"
 #include "core/base/util.h"
+#include "core/fs/fs.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -27,7 +28,8 @@ static const char format_usage[] =
 	"Usage: catamaran format [--size SIZE] [--chunk SIZE] [--force] [--assume-clean]\n"
 	"                        DISK1 DISK2\n"
 	"\n"
-	"Write a new, empty mirror onto DISK1 and DISK2 (files or block devices).\n"
+	"Write a new, empty mirror onto DISK1 and DISK2 (files or block devices)\n"
+	"and an empty filesystem (the root directory) on it.\n"
 	"A disk file that does not exist (or is empty) is created and preallocated.\n"
 	"\n"
 	"Options:\n"
@@ -164,7 +166,7 @@ static void undo_files(const struct format_args *a, const enum prepared done[2])
 }
 
 static void print_summary(const struct format_args *a, const struct msb *sb,
-			  struct bdev *legs[2], const enum prepared done[2], bool clean)
+			  const uint64_t nblocks[2], const enum prepared done[2], bool clean)
 {
 	char uuid[37], size[32], chunk[32];
 	uuid_format(sb->uuid, uuid);
@@ -172,7 +174,7 @@ static void print_summary(const struct format_args *a, const struct msb *sb,
 	printf("  uuid        %s\n", uuid);
 	for (int i = 0; i < 2; i++)
 		printf("  disk %d      %s (%s%s)\n", i + 1, a->path[i],
-		       format_size(legs[i]->nblocks * BDEV_BLOCK_SIZE, size, sizeof(size)),
+		       format_size(nblocks[i] * BDEV_BLOCK_SIZE, size, sizeof(size)),
 		       done[i] == KEPT ? "" : ", created");
 	printf("  size        %s (%llu blocks of 4 KiB)\n",
 	       format_size(sb->data_blocks * BDEV_BLOCK_SIZE, size, sizeof(size)),
@@ -180,8 +182,30 @@ static void print_summary(const struct format_args *a, const struct msb *sb,
 	printf("  chunk size  %s (%llu chunks)\n",
 	       format_size((uint64_t)sb->chunk_blocks * BDEV_BLOCK_SIZE, chunk, sizeof(chunk)),
 	       (unsigned long long)msb_nchunks(sb));
+	printf("  filesystem  empty, root directory owned by uid %u\n", (unsigned)getuid());
 	printf("  state       %s\n", clean ? "in sync" :
 	       "disk 2 needs a full sync: run 'catamaran recover'");
+}
+
+/* The filesystem on the new mirror (mirror_open takes the legs). */
+static int format_filesystem(struct bdev *legs[2])
+{
+	struct mirror_opts mo = { 0 };
+	struct mirror *m;
+	struct cat_error err = { 0 };
+	int rc = mirror_open(legs, &mo, &m, &err);
+	if (rc < 0) {
+		fprintf(stderr, "catamaran format: %s\n", err.msg[0] ? err.msg : strerror(-rc));
+		return rc;
+	}
+	struct fs_format_opts fo = { .root_uid = (uint32_t)getuid(), .root_gid = (uint32_t)getgid() };
+	rc = fs_format(mirror_bdev(m), &fo, &err);
+	if (rc < 0)
+		fprintf(stderr, "catamaran format: %s\n", err.msg[0] ? err.msg : strerror(-rc));
+	int rc2 = mirror_close(m);
+	if (!rc && rc2 < 0)
+		fprintf(stderr, "catamaran format: closing the mirror: %s\n", strerror(-rc2));
+	return rc ? rc : rc2;
 }
 
 static int format_disks(const struct format_args *a, const enum prepared done[2])
@@ -194,21 +218,25 @@ static int format_disks(const struct format_args *a, const enum prepared done[2]
 	struct mirror_format_opts o = { .chunk_blocks = a->chunk_blocks, .force = a->force,
 					.assume_clean = a->assume_clean || fresh };
 	struct cat_error err = { 0 };
+	struct msb sb;
 	int rc = mirror_format(legs, &o, &err);
 	if (rc < 0) {
 		fprintf(stderr, "catamaran format: %s\n", err.msg[0] ? err.msg : strerror(-rc));
-	} else {
-		struct msb sb;
-		rc = msb_read(legs[0], &sb, NULL);
-		if (rc < 0)
-			fprintf(stderr, "catamaran format: %s: cannot read back the superblock: %s\n",
-				a->path[0], strerror(-rc));
-		else
-			print_summary(a, &sb, legs, done, o.assume_clean);
+	} else if ((rc = msb_read(legs[0], &sb, NULL)) < 0) {
+		fprintf(stderr, "catamaran format: %s: cannot read back the superblock: %s\n",
+			a->path[0], strerror(-rc));
 	}
-	bdev_close(legs[0]);
-	bdev_close(legs[1]);
-	return rc;
+	if (rc < 0) {
+		bdev_close(legs[0]);
+		bdev_close(legs[1]);
+		return rc;
+	}
+	uint64_t nb[2] = { legs[0]->nblocks, legs[1]->nblocks };
+	rc = format_filesystem(legs);
+	if (rc < 0)
+		return rc;
+	print_summary(a, &sb, nb, done, o.assume_clean);
+	return 0;
 }
 
 int cmd_format(int argc, char **argv)

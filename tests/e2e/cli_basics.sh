@@ -107,7 +107,8 @@ ok "full resync again, array clean"
 C=$T/disk3.img
 D=$T/disk4.img
 truncate -s 8M "$C" "$D" # existing files: format cannot know they match
-printf 'junk' | dd of="$D" bs=1 seek=$(((DATA_OFFSET + 5) * 4096)) conv=notrunc status=none
+# (far from the blocks the new filesystem writes, so the disks stay different)
+printf 'junk' | dd of="$D" bs=1 seek=$(((DATA_OFFSET + 1700) * 4096)) conv=notrunc status=none
 expect 0 format "$C" "$D"
 has "disk 2 needs a full sync"
 expect 0 status --json "$C" "$D"
