@@ -100,7 +100,7 @@ int free_inode(struct fs *fs, struct tx *tx, uint64_t ino);
  * inside transactions (so it never waits for tx_begin). */
 int orphan_add(struct fs *fs, struct tx *tx, struct inode *ip);
 int orphan_remove(struct fs *fs, struct tx *tx, struct inode *ip);
-#define ORPHAN_CREDITS 48u
+#define ORPHAN_CREDITS 96u  /* dir_add into the orphan directory up to depth 10 */
 
 /* Free an unlinked inode's blocks and number, in as many transactions as
  * it takes, then drop it from the orphan directory (ip->lock held, no

@@ -175,6 +175,18 @@ static int replay_grow(struct replay *rp, size_t need)
 	return 0;
 }
 
+/* The end of the log is normally a block of an older epoch or seq. One that
+ * carries this epoch and seq but fails its checks was damaged (or torn by
+ * the crash): say so, since replay stops there. */
+static void warn_if_damaged(const struct replay *rp, const uint8_t *blk, uint64_t seq,
+			    const char *what)
+{
+	if (get_le64(blk + 8) == rp->epoch && get_le64(blk + 16) == seq)
+		cat_log(CAT_LOG_WARN, "journal: transaction %llu has a bad %s; replay "
+			"ends before it (a write torn by the crash, or damage)",
+			(unsigned long long)seq, what);
+}
+
 /* Read and validate the transaction seq at pos. Returns its length in
  * blocks (> 0) with its data in rp->blocks[ndata..] order noted in *nhome,
  * 0 if there is no valid transaction there, or a negative error. */
@@ -194,8 +206,10 @@ static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t seq,
 		if ((r = log_io(rp->dev, rp->logbase, rp->nlog, false, pos + off, &db, 1)))
 			return r;
 		if (fs_jdesc_decode(db, &d) || d.epoch != rp->epoch || d.seq != seq ||
-		    d.index != index)
+		    d.index != index) {
+			warn_if_damaged(rp, db, seq, "descriptor");
 			return 0;
+		}
 		crc = crc32c(crc, db, FS_BLOCK_SIZE);
 		if ((r = replay_grow(rp, n + d.count + 1)))
 			return r;
@@ -221,8 +235,10 @@ static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t seq,
 		return r;
 	struct fs_jcommit c;
 	if (fs_jcommit_decode(cb, &c) || c.epoch != rp->epoch || c.seq != seq ||
-	    c.nblocks != n || c.data_crc != crc)
+	    c.nblocks != n || c.data_crc != crc) {
+		warn_if_damaged(rp, cb, seq, "commit block or data");
 		return 0;
+	}
 	*nhome = n;
 	return (int64_t)(off + 1);
 }
