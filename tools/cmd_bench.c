@@ -27,7 +27,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,7 +45,7 @@
 #include "core/base/crc32c.h"
 #include "core/base/error.h"
 #include "core/base/util.h"
-#include "recovery/recovery.h"
+#include "tools/bench_common.h"
 #include "tools/cli.h"
 
 #define EXIT_GOOD 0
@@ -90,10 +89,15 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: catamaran bench blockdev [options] DISK1 DISK2\n"
 "       catamaran bench blockdev --check LOG [--degraded] DISK1 DISK2\n"
+"       catamaran bench fs [options] DISK1 DISK2\n"
+"       catamaran bench maildir [options] DIR\n"
 "\n"
-"Runs a load on the mirror made of DISK1 and DISK2 (formatted with\n"
-"`catamaran format`; a pending resync is run first) and prints IOPS, MB/s\n"
-"and latency percentiles.\n"
+"bench fs and bench maildir time Maildir deliveries on the filesystem and\n"
+"on any directory: see 'catamaran bench fs --help'.\n"
+"\n"
+"bench blockdev runs a load on the mirror made of DISK1 and DISK2 (formatted\n"
+"with `catamaran format`; a pending resync is run first) and prints IOPS,\n"
+"MB/s and latency percentiles.\n"
 "\n"
 "  --threads N         submitting threads (default 1)\n"
 "  --qd N              requests in flight per thread (default 1). The mirror\n"
@@ -116,21 +120,6 @@ static void usage(FILE *out)
 "Exit status: 0 success, 1 violations found, 2 error.\n");
 }
 
-static int parse_count(const char *opt, const char *s, unsigned min,
-		       unsigned max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v < min || v > max) {
-		cli_usage_error("bench", "%s wants a number from %u to %u, not '%s'",
-				opt, min, max, s);
-		return -EINVAL;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
 static int parse_pattern(const char *s, enum pattern *out)
 {
 	for (size_t i = 0; i < sizeof(pattern_names) / sizeof(pattern_names[0]); i++) {
@@ -141,27 +130,6 @@ static int parse_pattern(const char *s, enum pattern *out)
 	}
 	cli_usage_error("bench", "unknown pattern '%s' "
 			"(randwrite, randread, seqwrite, seqread, mixed)", s);
-	return -EINVAL;
-}
-
-static int parse_seconds(const char *s, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0) || v > 1e7) {
-		cli_usage_error("bench", "--seconds wants a duration in seconds, not '%s'", s);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-static int parse_size_opt(const char *opt, const char *s, uint64_t *out)
-{
-	if (parse_size(s, out) == 0)
-		return 0;
-	cli_usage_error("bench", "%s wants a size like 4K, 64M or 1G, not '%s'", opt, s);
 	return -EINVAL;
 }
 
@@ -193,14 +161,19 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 	opterr = 0; /* cli_bad_option words the complaint */
 	for (int c; rc == 0 && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
 		switch (c) {
-		case OPT_THREADS: rc = parse_count("--threads", optarg, 1, MAX_WORKERS, &o->threads); break;
-		case OPT_QD: rc = parse_count("--qd", optarg, 1, MAX_WORKERS, &o->qd); break;
+		case OPT_THREADS:
+			rc = bench_parse_count("bench", "--threads", optarg, 1, MAX_WORKERS, &o->threads);
+			break;
+		case OPT_QD:
+			rc = bench_parse_count("bench", "--qd", optarg, 1, MAX_WORKERS, &o->qd);
+			break;
 		case OPT_PATTERN: rc = parse_pattern(optarg, &o->pattern); break;
-		case OPT_BS: rc = parse_size_opt("--bs", optarg, &o->bs); break;
-		case OPT_SECONDS: rc = parse_seconds(optarg, &o->seconds); break;
-		case OPT_SPAN: rc = parse_size_opt("--span", optarg, &o->span); break;
+		case OPT_BS: rc = bench_parse_size("bench", "--bs", optarg, &o->bs); break;
+		case OPT_SECONDS: rc = bench_parse_seconds("bench", optarg, &o->seconds); break;
+		case OPT_SPAN: rc = bench_parse_size("bench", "--span", optarg, &o->span); break;
 		case OPT_FLUSH_EVERY:
-			rc = parse_count("--flush-every", optarg, 0, 1u << 20, &o->flush_every);
+			rc = bench_parse_count("bench", "--flush-every", optarg, 0, 1u << 20,
+					       &o->flush_every);
 			break;
 		case OPT_VERIFY: o->verify_log = optarg; break;
 		case OPT_CHECK: o->check_log = optarg; break;
@@ -332,75 +305,6 @@ static enum vblock_kind vblock_inspect(const uint8_t *p, struct vblock_id *id)
 	if (get_le32(p + VB_OFF_CRC + 4) != 0 || !filler_matches(p, id->seq, id->blkno))
 		return VBLOCK_GARBAGE;
 	return VBLOCK_VALID;
-}
-
-/* ------------------------------------------------------------------ */
-/* Latency histogram                                                   */
-/* ------------------------------------------------------------------ */
-
-/* Log-linear buckets: 16 per power of two, so a percentile is within
- * 1/16 (6%) of the true value; exact below 16 ns. */
-#define HIST_SUB_BITS 4
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS (64u * HIST_SUB)
-
-struct latency_hist {
-	uint64_t count, max_ns;
-	uint64_t bucket[HIST_BUCKETS];
-};
-
-static unsigned hist_index(uint64_t ns)
-{
-	if (ns < HIST_SUB)
-		return (unsigned)ns;
-	unsigned msb = 63u - (unsigned)__builtin_clzll(ns);
-	unsigned shift = msb - HIST_SUB_BITS;
-	return ((shift + 1) << HIST_SUB_BITS) + (unsigned)((ns >> shift) & (HIST_SUB - 1));
-}
-
-/* Middle of bucket i. */
-static uint64_t hist_value(unsigned i)
-{
-	if (i < HIST_SUB)
-		return i;
-	unsigned shift = (i >> HIST_SUB_BITS) - 1;
-	uint64_t low = (uint64_t)(HIST_SUB + (i & (HIST_SUB - 1))) << shift;
-	return low + ((1ull << shift) >> 1);
-}
-
-static void hist_add(struct latency_hist *h, uint64_t ns)
-{
-	h->bucket[hist_index(ns)]++;
-	h->count++;
-	if (ns > h->max_ns)
-		h->max_ns = ns;
-}
-
-static void hist_merge(struct latency_hist *into, const struct latency_hist *h)
-{
-	for (unsigned i = 0; i < HIST_BUCKETS; i++)
-		into->bucket[i] += h->bucket[i];
-	into->count += h->count;
-	if (h->max_ns > into->max_ns)
-		into->max_ns = h->max_ns;
-}
-
-static uint64_t hist_percentile(const struct latency_hist *h, double pct)
-{
-	if (h->count == 0)
-		return 0;
-	uint64_t rank = (uint64_t)ceil(pct / 100.0 * (double)h->count);
-	if (rank == 0)
-		rank = 1;
-	uint64_t seen = 0;
-	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-		seen += h->bucket[i];
-		if (seen >= rank) {
-			uint64_t v = hist_value(i);
-			return v < h->max_ns ? v : h->max_ns;
-		}
-	}
-	return h->max_ns;
 }
 
 /* ------------------------------------------------------------------ */
@@ -882,15 +786,6 @@ static void sum_workers(const struct bench *b, struct totals *t)
 	t->seconds = (double)(end - b->start_ns) / 1e9;
 }
 
-static const char *fmt_latency(uint64_t ns, char *buf, size_t len)
-{
-	if (ns < 1000000)
-		snprintf(buf, len, "%.1f us", (double)ns / 1e3);
-	else
-		snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
-	return buf;
-}
-
 static double per_second(uint64_t n, double seconds)
 {
 	return seconds > 0 ? (double)n / seconds : 0;
@@ -973,21 +868,6 @@ static void print_json(const struct bench *b, const struct totals *t)
 /* ------------------------------------------------------------------ */
 /* bench blockdev (load)                                               */
 /* ------------------------------------------------------------------ */
-
-/* An unclean shutdown leaves stale chunks: copy them before loading. */
-static int resync_if_needed(struct mirror *m)
-{
-	if (mirror_rebuilding_leg(m) < 0)
-		return 0;
-	struct resync_result res;
-	struct cat_error err = { 0 };
-	int rc = recovery_resync(m, cli_progress, NULL, &res, &err);
-	cli_progress_end();
-	if (rc < 0)
-		fprintf(stderr, "catamaran bench: resync failed: %s\n",
-			err.msg[0] ? err.msg : strerror(-rc));
-	return rc;
-}
 
 static int bench_geometry(struct bench *b, const struct bench_opts *o, struct bdev *dev)
 {
@@ -1176,7 +1056,7 @@ static void restore_stop_handlers(const struct sigaction old[2])
 /* Everything between opening and closing the mirror. */
 static int load_mirror(struct bench *b, struct mirror *m, const sigset_t *stop_set)
 {
-	if (resync_if_needed(m) < 0)
+	if (bench_resync_if_needed("bench", m) < 0)
 		return EXIT_TROUBLE;
 	if (bench_geometry(b, b->o, mirror_bdev(m)) < 0)
 		return EXIT_TROUBLE;
@@ -1443,8 +1323,13 @@ int cmd_bench(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_TROUBLE : EXIT_GOOD;
 	}
+	if (strcmp(argv[1], "fs") == 0)
+		return cmd_bench_fs(argc - 1, argv + 1);
+	if (strcmp(argv[1], "maildir") == 0)
+		return cmd_bench_maildir(argc - 1, argv + 1);
 	if (strcmp(argv[1], "blockdev") != 0)
-		return cli_usage_error("bench", "unknown benchmark '%s' (there is: blockdev)", argv[1]);
+		return cli_usage_error("bench", "unknown benchmark '%s' (there are: blockdev, "
+				       "fs, maildir)", argv[1]);
 	struct bench_opts o;
 	int rc = parse_options(argc - 1, argv + 1, &o);
 	if (rc)

@@ -26,7 +26,7 @@
 
 static const char format_usage[] =
 	"Usage: catamaran format [--size SIZE] [--chunk SIZE] [--force] [--assume-clean]\n"
-	"                        DISK1 DISK2\n"
+	"                        [--no-fs] DISK1 DISK2\n"
 	"\n"
 	"Write a new, empty mirror onto DISK1 and DISK2 (files or block devices)\n"
 	"and an empty filesystem (the root directory) on it.\n"
@@ -43,6 +43,8 @@ static const char format_usage[] =
 	"  -a, --assume-clean the two data areas are already identical: skip the\n"
 	"                     initial full sync (implied when format created both\n"
 	"                     files, which start zero-filled)\n"
+	"  -n, --no-fs        the mirror only, no filesystem (a raw replicated\n"
+	"                     block device, e.g. for 'bench blockdev --verify')\n"
 	"  -h, --help         show this help\n"
 	"\n"
 	"The mirror spans the smaller disk, less 1 MiB or so for superblocks and bitmap.\n"
@@ -53,7 +55,7 @@ static const char format_usage[] =
 struct format_args {
 	uint64_t size;       /* 0 = not given */
 	uint32_t chunk_blocks;
-	bool force, assume_clean;
+	bool force, assume_clean, no_fs;
 	const char *path[2];
 };
 
@@ -64,13 +66,14 @@ static int parse_args(int argc, char **argv, struct format_args *a)
 		{ "chunk", required_argument, NULL, 'c' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "assume-clean", no_argument, NULL, 'a' },
+		{ "no-fs", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:c:fah", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:c:fanh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_size(optarg, &v) < 0 || v % BDEV_BLOCK_SIZE)
@@ -90,6 +93,9 @@ static int parse_args(int argc, char **argv, struct format_args *a)
 			break;
 		case 'a':
 			a->assume_clean = true;
+			break;
+		case 'n':
+			a->no_fs = true;
 			break;
 		case 'h':
 			fputs(format_usage, stdout);
@@ -166,7 +172,8 @@ static void undo_files(const struct format_args *a, const enum prepared done[2])
 }
 
 static void print_summary(const struct format_args *a, const struct msb *sb,
-			  const uint64_t nblocks[2], const enum prepared done[2], bool clean)
+			  const uint64_t nblocks[2], const enum prepared done[2], bool clean,
+			  bool with_fs)
 {
 	char uuid[37], size[32], chunk[32];
 	uuid_format(sb->uuid, uuid);
@@ -182,7 +189,10 @@ static void print_summary(const struct format_args *a, const struct msb *sb,
 	printf("  chunk size  %s (%llu chunks)\n",
 	       format_size((uint64_t)sb->chunk_blocks * BDEV_BLOCK_SIZE, chunk, sizeof(chunk)),
 	       (unsigned long long)msb_nchunks(sb));
-	printf("  filesystem  empty, root directory owned by uid %u\n", (unsigned)getuid());
+	if (with_fs)
+		printf("  filesystem  empty, root directory owned by uid %u\n", (unsigned)getuid());
+	else
+		printf("  filesystem  none (--no-fs)\n");
 	printf("  state       %s\n", clean ? "in sync" :
 	       "disk 2 needs a full sync: run 'catamaran recover'");
 }
@@ -232,10 +242,13 @@ static int format_disks(const struct format_args *a, const enum prepared done[2]
 		return rc;
 	}
 	uint64_t nb[2] = { legs[0]->nblocks, legs[1]->nblocks };
-	rc = format_filesystem(legs);
-	if (rc < 0)
+	if (a->no_fs) {
+		bdev_close(legs[0]);
+		bdev_close(legs[1]);
+	} else if ((rc = format_filesystem(legs)) < 0) {
 		return rc;
-	print_summary(a, &sb, nb, done, o.assume_clean);
+	}
+	print_summary(a, &sb, nb, done, o.assume_clean, !a->no_fs);
 	return 0;
 }
 

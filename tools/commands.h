@@ -11,6 +11,9 @@ int cmd_format(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_check(int argc, char **argv);
-int cmd_bench(int argc, char **argv);   /* bench blockdev ... */
+int cmd_bench(int argc, char **argv);   /* bench blockdev|fs|maildir ... */
+/* Called by cmd_bench with argv[0] = "fs" / "maildir" (cmd_bench_fs.c). */
+int cmd_bench_fs(int argc, char **argv);
+int cmd_bench_maildir(int argc, char **argv);
 
 #endif

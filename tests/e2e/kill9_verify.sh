@@ -30,7 +30,7 @@ trap cleanup EXIT
 disk1=$dir/disk1.img
 disk2=$dir/disk2.img
 
-if ! "$cat_bin" format --size 64M "$disk1" "$disk2" >"$dir/format.out" 2>&1; then
+if ! "$cat_bin" format --no-fs --size 64M "$disk1" "$disk2" >"$dir/format.out" 2>&1; then
 	cat "$dir/format.out"
 	echo "kill9_verify: format failed"
 	exit 1

@@ -59,7 +59,7 @@ loop=$(losetup -f --show --direct-io=on "$backing" 2>/dev/null) ||
 	skip "cannot attach a loop device"
 echo "disk 1: $loop over $backing; disk 2: $disk2"
 
-"$cat_bin" format --size 64M "$loop" "$disk2" >"$dir/format.out" 2>&1 ||
+"$cat_bin" format --no-fs --size 64M "$loop" "$disk2" >"$dir/format.out" 2>&1 ||
 	fail "format"
 
 "$cat_bin" bench blockdev --verify "$log" --seconds 6 --threads 2 \

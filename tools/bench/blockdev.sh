@@ -238,7 +238,7 @@ kill_once() { # A B NAME: prints the time of `recover`
 kill_and_recover() { # NAME SIZE: sets t_recover_NAME, t_full_NAME
 	local name=$1 size=$2 a=$dir/$1-1.img b=$dir/$1-2.img
 	rm -f "$a" "$b" "$out/recover-$name.out"
-	"$cat_bin" format --size "$size" "$a" "$b" >"$out/format-$name.out"
+	"$cat_bin" format --no-fs --size "$size" "$a" "$b" >"$out/format-$name.out"
 	data_area "$a" "$b"
 	# The same bytes on both legs (a fixed pattern, not zeros that a
 	# hypervisor might turn into holes): the mirror is in sync again after.
@@ -291,7 +291,7 @@ say "catamaran: $cat_bin"
 say "backing files: $dir ($SIZE each; $BIG_SIZE for the large volume)"
 rm -f "$d1" "$d2"
 precondition
-"$cat_bin" format --force "$d1" "$d2" >"$out/format.out"
+"$cat_bin" format --no-fs --force "$d1" "$d2" >"$out/format.out"
 "$cat_bin" recover "$d1" "$d2" >"$out/recover-initial.out" 2>&1
 data_area "$d1" "$d2"
 bench_randwrite
