@@ -132,6 +132,8 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t fh, void *buf, size_t size
 ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t fh, const void *buf,
 		 size_t size, off_t off);
 int fs_fsync(struct fs *fs, uint64_t ino, uint64_t fh, bool datasync);
+/* close(2) of one descriptor: wait until the file's changes are in the log. */
+int fs_flush(struct fs *fs, uint64_t ino, uint64_t fh);
 int fs_release(struct fs *fs, uint64_t ino, uint64_t fh);
 
 int fs_opendir(struct fs *fs, uint64_t ino, uint64_t *fh);

@@ -222,6 +222,18 @@ int fs_release(struct fs *fs, uint64_t ino, uint64_t fh)
 	return r ? r : r2;
 }
 
+int fs_flush(struct fs *fs, uint64_t ino, uint64_t fh)
+{
+	(void)fh;
+	struct inode *ip;
+	int r = inode_get(fs, ino, &ip);
+	if (r)
+		return r;
+	uint64_t seq = last_seq_of(ip);
+	inode_put(fs, ip);
+	return journal_wait(fs->j, seq, false);
+}
+
 int fs_fsync(struct fs *fs, uint64_t ino, uint64_t fh, bool datasync)
 {
 	(void)fh, (void)datasync;

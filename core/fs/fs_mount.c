@@ -34,7 +34,9 @@ void fs_attr_of(const struct inode *ip, struct fs_attr *a)
 {
 	*a = (struct fs_attr){
 		.ino = ip->ino, .mode = ip->d.mode, .nlink = ip->d.nlink,
-		.uid = ip->d.uid, .gid = ip->d.gid, .size = ip->d.size,
+		.uid = ip->d.uid, .gid = ip->d.gid,
+		/* a directory's size: the bytes of its blocks, as ext4 reports */
+		.size = S_ISDIR(ip->d.mode) ? ip->d.blocks * FS_BLOCK_SIZE : ip->d.size,
 		.blocks = ip->d.blocks * (FS_BLOCK_SIZE / 512),
 		.atime = { ip->d.atime_sec, ip->d.atime_nsec },
 		.mtime = { ip->d.mtime_sec, ip->d.mtime_nsec },

@@ -1,0 +1,109 @@
+/*
+ * daemon.c - recovery, mount, session loop, clean unmount (daemon.h).
+ */
+#define FUSE_USE_VERSION 312
+#include "fuse/daemon.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "blockdev/mirror/mirror.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "core/fs/fs.h"
+
+int cat_clean_dead_mount(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 || errno != ENOTCONN)
+		return 0;
+	if (umount2(path, MNT_DETACH) < 0)
+		return -errno;
+	cat_log(CAT_LOG_INFO, "%s: removed a dead FUSE mount left by a killed daemon", path);
+	return 1;
+}
+
+static int finish_resync(struct mirror *m, const struct cat_mount_opts *o,
+			 struct cat_error *err)
+{
+	if (mirror_stale_chunks(m) == 0 && mirror_rebuilding_leg(m) < 0)
+		return 0;
+	struct resync_result res;
+	return recovery_resync(m, o->progress, o->progress_ctx, &res, err);
+}
+
+/* "-o" options for libfuse, from ours. */
+static int session_args(const struct cat_mount_opts *o, struct fuse_args *args)
+{
+	char opts[512];
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=catamaran%s%s%s",
+		 o->fsname ? o->fsname : "catamaran", o->allow_other ? ",allow_other" : "",
+		 o->default_permissions ? ",default_permissions" : "",
+		 o->read_only ? ",ro" : "");
+	if (fuse_opt_add_arg(args, "catamaran") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, opts))
+		return -ENOMEM;
+	return 0;
+}
+
+static int run_session(struct fs *fs, const struct cat_mount_opts *o, struct cat_error *err)
+{
+	struct cat_fuse_ctx ctx = { .fs = fs, .cfg = o->fuse };
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	if (session_args(o, &args))
+		return cat_error_set(err, -ENOMEM, "out of memory");
+	struct fuse_session *se = fuse_session_new(&args, cat_fuse_ops(), sizeof(struct fuse_lowlevel_ops), &ctx);
+	fuse_opt_free_args(&args);
+	if (!se)
+		return cat_error_set(err, -EINVAL, "%s: cannot start a FUSE session", o->mountpoint);
+	int r = 0;
+	if (fuse_set_signal_handlers(se)) {
+		r = cat_error_set(err, -EINVAL, "cannot install signal handlers");
+	} else {
+		cat_clean_dead_mount(o->mountpoint);
+		if (fuse_session_mount(se, o->mountpoint)) {
+			r = cat_error_set(err, -EIO, "%s: mount failed (is it a directory? is "
+					  "/dev/fuse there?)", o->mountpoint);
+		} else {
+			if (o->ready)
+				o->ready(o->ready_arg);
+			struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+			fuse_loop_cfg_set_max_threads(cfg, 64);
+			if (fuse_session_loop_mt(se, cfg) < 0)
+				r = cat_error_set(err, -EIO, "%s: FUSE session failed", o->mountpoint);
+			fuse_loop_cfg_destroy(cfg);
+			fuse_session_unmount(se);
+		}
+		fuse_remove_signal_handlers(se);
+	}
+	fuse_session_destroy(se);
+	return r;
+}
+
+int cat_daemon_serve(struct mirror *m, const struct cat_mount_opts *o, struct cat_error *err)
+{
+	int r = o->read_only ? 0 : finish_resync(m, o, err);
+	struct fs *fs = NULL;
+	if (!r) {
+		struct fs_opts fo = { .cache_bytes = o->cache_bytes, .sync = o->sync,
+				      .read_only = o->read_only };
+		r = fs_mount(mirror_bdev(m), &fo, &fs, err);
+	}
+	if (!r)
+		r = run_session(fs, o, err);
+	if (fs) {
+		int r2 = fs_unmount(fs);
+		if (!r && r2)
+			r = cat_error_set(err, r2, "unmount: writing the last changes failed: %s",
+					  strerror(-r2));
+	}
+	int r3 = mirror_close(m);
+	if (!r && r3)
+		r = cat_error_set(err, r3, "closing the mirror failed: %s", strerror(-r3));
+	return r;
+}
