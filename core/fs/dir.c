@@ -33,6 +33,7 @@
 #define KEY_END (1ull << 63)        /* keys are < KEY_END */
 #define PER_BLOCK FS_DIR_TABLE_PER_BLOCK
 #define ADD_MAX_SPLITS 3u
+_Static_assert(DIR_PROBE <= 32, "struct probe's taken mask is 32 bits");
 
 /* Bucket header fields (magic at 0, crc at 4). */
 #define B_DEPTH 8
@@ -374,49 +375,64 @@ static void bucket_move_upper(uint8_t *from, uint8_t *to, uint64_t mid, uint32_t
 
 /* ---- split ---- */
 
-/* Split br's bucket on its next key bit. Gathers the table blocks and the new
- * bucket first, so that on failure nothing has changed (but a doubling,
- * which is complete in itself). */
-static int split(struct dctx *d, struct bref *br)
+/* Double the table if br's bucket is as deep as it, so that it can split. */
+static int split_room(struct dctx *d, const struct bref *br)
 {
 	if (br->ld == FS_DIR_MAX_DEPTH)
 		return -ENOSPC;
-	if (br->ld == d->h.depth) {
-		if (table_blocks(d->h.depth + 1) > d->max_tblocks)
-			return -ENOSPC;  /* more than dir_add_credits paid for */
-		int err = table_double(d);
-		if (err)
-			return err;
-	}
-	uint32_t nb = d->h.nbuckets;
-	if (nb >= 1u << FS_DIR_MAX_DEPTH)
+	if (d->h.nbuckets >= 1u << FS_DIR_MAX_DEPTH)
 		return corrupt(d, "directory header");
+	if (br->ld < d->h.depth)
+		return 0;
+	if (table_blocks(d->h.depth + 1) > d->max_tblocks)
+		return -ENOSPC;  /* more than dir_add_credits paid for */
+	return table_double(d);
+}
+
+/* Split br's bucket on its next key bit: the upper half of its range, with
+ * its entries and its table slots, goes to the new bucket nbuf. The table
+ * blocks holding those slots are held in bufs (the first is table block
+ * lo / PER_BLOCK). */
+static void split_apply(struct dctx *d, struct bref *br, struct buf *nbuf,
+			struct buf **bufs, unsigned nblk, uint64_t lo, uint64_t n)
+{
+	uint64_t mid = (2 * br->prefix + 1) << (62 - br->ld);
+	tx_add(d->tx, br->buf);
+	tx_add(d->tx, nbuf);
+	bucket_move_upper(br->buf->data, nbuf->data, mid, br->ld + 1);
+	fs_bucket_seal(br->buf->data);
+	fs_bucket_seal(nbuf->data);
+	for (uint64_t s = lo; s < lo + n; s++)
+		put_le32(slot_ptr(bufs, lo / PER_BLOCK, s), d->h.nbuckets);
+	table_release(d, nblk, bufs);
+	d->h.nbuckets++;
+	hdr_store(d);
+}
+
+/* Split br's bucket, gathering the table blocks and the new bucket first so
+ * that a failure changes nothing (but a doubling, complete in itself). */
+static int split(struct dctx *d, struct bref *br)
+{
+	int err = split_room(d, br);
+	if (err)
+		return err;
 	unsigned shift = d->h.depth - br->ld - 1;
 	uint64_t lo = (2 * br->prefix + 1) << shift, n = 1ull << shift;
 	unsigned first = (unsigned)(lo / PER_BLOCK);
 	unsigned nblk = (unsigned)((lo + n - 1) / PER_BLOCK) - first + 1;
-	struct buf **bufs = calloc(nblk, sizeof(*bufs)), *nbuf = NULL;
+	struct buf **bufs = calloc(nblk, sizeof(*bufs)), *nbuf;
 	if (!bufs)
 		return -ENOMEM;
-	int err = table_hold(d, first, nblk, UINT_MAX, bufs);
-	if (!err) {
-		err = inode_block(d->fs, d->tx, d->dp, FS_DIR_BUCKET0 + nb, true, &nbuf);
-		if (err)
+	err = table_hold(d, first, nblk, UINT_MAX, bufs);
+	if (!err) {   /* the allocation last: a failure leaves no stray block */
+		err = inode_block(d->fs, d->tx, d->dp, FS_DIR_BUCKET0 + d->h.nbuckets,
+				  true, &nbuf);
+		if (err) {
 			table_release(d, nblk, bufs);
-	}
-	if (!err) {
-		tx_add(d->tx, br->buf);
-		tx_add(d->tx, nbuf);
-		uint64_t mid = (2 * br->prefix + 1) << (62 - br->ld);
-		bucket_move_upper(br->buf->data, nbuf->data, mid, br->ld + 1);
-		fs_bucket_seal(br->buf->data);
-		fs_bucket_seal(nbuf->data);
-		put_buf(d, nbuf);
-		for (uint64_t s = lo; s < lo + n; s++)
-			put_le32(slot_ptr(bufs, first, s), nb);
-		table_release(d, nblk, bufs);
-		d->h.nbuckets++;
-		hdr_store(d);
+		} else {
+			split_apply(d, br, nbuf, bufs, nblk, lo, n);
+			put_buf(d, nbuf);
+		}
 	}
 	free(bufs);
 	return err;
@@ -563,6 +579,15 @@ static int add_at(struct dctx *d, uint64_t key, const char *name, size_t len,
 	}
 }
 
+/* The first key of the probe range from base that is not taken; 0 if none. */
+static uint64_t free_key(uint64_t base, uint32_t taken)
+{
+	for (unsigned i = 0; i < DIR_PROBE && base + i < KEY_END; i++)
+		if (!(taken & (1u << i)))
+			return base + i;
+	return 0;
+}
+
 static unsigned add_credits(unsigned depth)
 {
 	unsigned top = depth < FS_DIR_MAX_DEPTH ? depth + 1 : depth;
@@ -593,7 +618,7 @@ int dir_add(struct fs *fs, struct tx *tx, struct inode *dp, const char *name,
 	err = hdr_load(fs, tx, dp, &d);
 	if (err)
 		return err;
-	uint64_t base = name_key(&d, name, len), key = 0;
+	uint64_t base = name_key(&d, name, len), key;
 	err = probe(&d, name, len, base, &pr);
 	if (err != -ENOENT) {
 		if (err == 0)
@@ -601,15 +626,9 @@ int dir_add(struct fs *fs, struct tx *tx, struct inode *dp, const char *name,
 		hdr_done(&d);
 		return err ? err : -EEXIST;
 	}
-	for (unsigned i = 0; i < DIR_PROBE && !key; i++)
-		if (!(pr.taken & (1u << i)) && base + i < KEY_END)
-			key = base + i;
-	err = -ENOSPC;   /* every key of the probe range is taken */
-	if (key) {
-		unsigned depth = d.h.depth;
-		d.max_tblocks = table_blocks(depth < FS_DIR_MAX_DEPTH ? depth + 1 : depth);
-		err = add_at(&d, key, name, len, ino, type);
-	}
+	key = free_key(base, pr.taken);
+	d.max_tblocks = table_blocks(d.h.depth < FS_DIR_MAX_DEPTH ? d.h.depth + 1 : d.h.depth);
+	err = key ? add_at(&d, key, name, len, ino, type) : -ENOSPC;
 	if (!err) {
 		d.h.nentries++;
 		hdr_store(&d);

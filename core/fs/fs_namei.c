@@ -170,15 +170,15 @@ static int create_in_tx(struct fs *fs, struct tx *tx, const struct fs_ctx *c,
 	r = fill_node(fs, tx, dp, ip, nn->target);
 	if (!r)
 		r = inode_update(fs, tx, ip);
-	if (!r && (r = dir_add(fs, tx, dp, name, strlen(name), ino, dtype_of(nn->mode)))) {
+	if (!r)
+		r = dir_add(fs, tx, dp, name, strlen(name), ino, dtype_of(nn->mode));
+	if (r) {
 		/* Undo inside this tx: the inode goes back to the free pool. */
 		ip->d.nlink = 0;
 		pthread_mutex_unlock(&ip->lock);
 		return r;
 	}
 	pthread_mutex_unlock(&ip->lock);
-	if (r)
-		return r;
 	if (S_ISDIR(nn->mode))
 		dp->d.nlink++;
 	fs_touch(dp, true, true);
@@ -188,12 +188,16 @@ static int create_in_tx(struct fs *fs, struct tx *tx, const struct fs_ctx *c,
 /* The entry could not be added: give the new inode back, in the same tx. */
 static void undo_create(struct fs *fs, struct tx *tx, struct inode *ip)
 {
+	pthread_mutex_lock(&ip->lock);
 	uint32_t gen = ip->d.generation;
+	bool done;
+	inode_free_range(fs, tx, ip, 0, 64, &done);  /* what dir_init/fill_node got */
 	memset(&ip->d, 0, sizeof(ip->d));
 	ip->d.generation = gen;
 	inode_update(fs, tx, ip);
+	inode_mark_dead(fs, ip);
 	free_inode(fs, tx, ip->ino);
-	ip->dead = true;
+	pthread_mutex_unlock(&ip->lock);
 }
 
 static unsigned create_credits(struct fs *fs, struct inode *dp, uint32_t mode)
@@ -317,12 +321,17 @@ int fs_link(struct fs *fs, uint64_t ino, uint64_t newparent, const char *newname
 		inode_put(fs, dp);
 		return r;
 	}
+	/* A directory is refused before any lock: it may be dp itself, or
+	 * above it (the type of an inode never changes while it is in use). */
+	if (S_ISDIR(ip->d.mode)) {
+		inode_put(fs, ip);
+		inode_put(fs, dp);
+		return -EPERM;
+	}
 	uint64_t existing, seq = 0;
 	pthread_mutex_lock(&dp->lock);
 	pthread_mutex_lock(&ip->lock);
-	if (S_ISDIR(ip->d.mode))
-		r = -EPERM;
-	else if (ip->d.nlink == 0 || dp->d.nlink == 0)
+	if (ip->d.nlink == 0 || dp->d.nlink == 0)
 		r = -ENOENT;
 	else if (ip->d.nlink >= FS_LINK_MAX)
 		r = -EMLINK;
@@ -482,12 +491,9 @@ int fs_fsyncdir(struct fs *fs, uint64_t ino, uint64_t fh, bool datasync)
 	int r = inode_get(fs, ino, &dp);
 	if (r)
 		return r;
-	pthread_mutex_lock(&dp->lock);
-	uint64_t seq = dp->last_seq;
-	pthread_mutex_unlock(&dp->lock);
 	inode_put(fs, dp);
-	/* Everything committed before seq is in the log; make it all durable. */
-	return seq ? journal_wait(fs->j, seq, true) : journal_sync(fs->j);
+	/* DESIGN.md §1: everything that returned before is durable after. */
+	return journal_sync(fs->j);
 }
 
 struct readdir_ctx {

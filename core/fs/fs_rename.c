@@ -24,6 +24,7 @@
 
 struct rename_op {
 	struct inode *sdp, *ddp;     /* source and destination parents */
+	struct inode *upper;         /* the parent above the other, or NULL */
 	struct inode *src, *dst;     /* dst NULL when the name is free */
 	const char *sname, *dname;
 	unsigned flags;
@@ -71,6 +72,19 @@ static void lock_pair(struct inode *a, struct inode *b)
 	}
 	pthread_mutex_lock(&a->lock);
 	pthread_mutex_lock(&b->lock);
+}
+
+/* The parents: the ancestor first when one is above the other (as
+ * Linux's lock_rename), else by inode number. */
+static void lock_parents(struct rename_op *o)
+{
+	if (o->upper && o->sdp != o->ddp) {
+		struct inode *lower = o->upper == o->sdp ? o->ddp : o->sdp;
+		pthread_mutex_lock(&o->upper->lock);
+		pthread_mutex_lock(&lower->lock);
+		return;
+	}
+	lock_pair(o->sdp, o->ddp);
 }
 
 static void unlock_pair(struct inode *a, struct inode *b)
@@ -202,20 +216,25 @@ static int lookup_child(struct fs *fs, struct inode *dp, const char *name, struc
 static int check_loops(struct fs *fs, struct rename_op *o)
 {
 	int r = 0;
+	/* Linux's order: these come before the loop checks */
+	if ((o->flags & RENAME_NOREPLACE) && o->dst)
+		return -EEXIST;
+	if ((o->flags & RENAME_EXCHANGE) && !o->dst)
+		return -ENOENT;
 	if (o->sdp == o->ddp)
 		return 0;
 	if (S_ISDIR(o->src->d.mode) && (r = is_ancestor(fs, o->src->ino, o->ddp->ino)))
 		return r < 0 ? r : -EINVAL;
-	if (o->dst && (o->flags & RENAME_EXCHANGE) && S_ISDIR(o->dst->d.mode) &&
-	    (r = is_ancestor(fs, o->dst->ino, o->sdp->ino)))
-		return r < 0 ? r : -EINVAL;
+	/* the target above the source's parent: rename("a/b/c/x", "a/b") */
+	if (o->dst && S_ISDIR(o->dst->d.mode) && (r = is_ancestor(fs, o->dst->ino, o->sdp->ino)))
+		return r < 0 ? r : (o->flags & RENAME_EXCHANGE) ? -EINVAL : -ENOTEMPTY;
 	return 0;
 }
 
 /* Find both children with the parents locked (then unlocked again). */
 static int find_children(struct fs *fs, struct rename_op *o)
 {
-	lock_pair(o->sdp, o->ddp);
+	lock_parents(o);
 	int r = lookup_child(fs, o->sdp, o->sname, &o->src);
 	if (!r) {
 		r = lookup_child(fs, o->ddp, o->dname, &o->dst);
@@ -243,6 +262,19 @@ static int rename_names_ok(const char *a, const char *b)
 	return la > FS_NAME_MAX || lb > FS_NAME_MAX ? -ENAMETOOLONG : 0;
 }
 
+/* Which parent is above the other (rename_lock held when they differ). */
+static int find_parent_order(struct fs *fs, struct rename_op *o)
+{
+	if (o->sdp == o->ddp)
+		return 0;
+	int r = is_ancestor(fs, o->sdp->ino, o->ddp->ino);
+	if (r == 0 && (r = is_ancestor(fs, o->ddp->ino, o->sdp->ino)) == 1)
+		o->upper = o->ddp;
+	else if (r == 1)
+		o->upper = o->sdp;
+	return r < 0 ? r : 0;
+}
+
 static int get_parents(struct fs *fs, uint64_t p1, uint64_t p2, struct rename_op *o)
 {
 	int r = inode_get(fs, p1, &o->sdp);
@@ -267,9 +299,10 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newpare
 	if (cross)
 		pthread_mutex_lock(&fs->rename_lock);
 	uint64_t seq = 0;
-	if (!(r = get_parents(fs, parent, newparent, &o)) && !(r = find_children(fs, &o)) &&
-	    !(r = check_loops(fs, &o)) && !(r = check_dst_is_parent(&o))) {
-		lock_pair(o.sdp, o.ddp);
+	if (!(r = get_parents(fs, parent, newparent, &o)) && !(r = find_parent_order(fs, &o)) &&
+	    !(r = find_children(fs, &o)) && !(r = check_loops(fs, &o)) &&
+	    !(r = check_dst_is_parent(&o))) {
+		lock_parents(&o);
 		lock_pair(o.src, o.dst);
 		/* The entries may have changed while unlocked: look again. */
 		uint64_t si, di = 0;

@@ -41,6 +41,20 @@ static void itable_pos(const struct fs *fs, uint64_t ino, uint64_t *blk, size_t 
 	*off = (size_t)(ino % FS_INODES_PER_BLOCK) * FS_INODE_SIZE;
 }
 
+/* 1 if the inode bitmap has ino in use, 0 if not, or -errno. */
+static int inode_allocated(struct fs *fs, uint64_t ino)
+{
+	struct buf *b;
+	int r = bcache_read(fs->cache, fs->sb.ibitmap_start + ino / BITS_PER_BLOCK, &b);
+	if (r)
+		return r;
+	pthread_mutex_lock(&fs->alloc_lock);        /* bitmap bytes change under it */
+	r = (b->data[(ino % BITS_PER_BLOCK) / 8] >> (ino % 8)) & 1;
+	pthread_mutex_unlock(&fs->alloc_lock);
+	bcache_release(fs->cache, b);
+	return r;
+}
+
 int inode_get(struct fs *fs, uint64_t ino, struct inode **out)
 {
 	if (ino == 0 || ino >= fs->sb.ninodes)
@@ -48,10 +62,13 @@ int inode_get(struct fs *fs, uint64_t ino, struct inode **out)
 	pthread_mutex_lock(&fs->itable_lock);
 	struct inode *ip = ihash_find(fs, ino);
 	if (ip) {
-		ip->refs++;
+		bool dead = ip->dead;
+		if (!dead) {
+			ip->refs++;
+			*out = ip;
+		}
 		pthread_mutex_unlock(&fs->itable_lock);
-		*out = ip;
-		return 0;
+		return dead ? -ENOENT : 0;
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
 
@@ -67,8 +84,8 @@ int inode_get(struct fs *fs, uint64_t ino, struct inode **out)
 	r = fs_inode_decode(b->data + off, &d);
 	buf_unlock(b);
 	bcache_release(fs->cache, b);
-	if (r)
-		return fs_corrupt(fs, "inode", ino);
+	if (r)     /* a slot never written (format does not zero the table)? */
+		return inode_allocated(fs, ino) == 0 ? -ENOENT : fs_corrupt(fs, "inode", ino);
 	if (d.mode == 0)
 		return -ENOENT;
 
@@ -81,14 +98,18 @@ int inode_get(struct fs *fs, uint64_t ino, struct inode **out)
 	pthread_mutex_lock(&fs->itable_lock);
 	ip = ihash_find(fs, ino);        /* somebody was quicker */
 	if (ip) {
-		ip->refs++;
+		bool dead = ip->dead;
+		if (!dead) {
+			ip->refs++;
+			*out = ip;
+		}
 		pthread_mutex_unlock(&fs->itable_lock);
 		pthread_mutex_destroy(&n->lock);
 		free(n);
-		*out = ip;
-		return 0;
+		return dead ? -ENOENT : 0;
 	}
 	n->refs = 1;
+	n->hashed = true;
 	size_t s = ihash_slot(fs, ino);
 	n->hnext = fs->ihash[s];
 	fs->ihash[s] = n;
@@ -97,6 +118,8 @@ int inode_get(struct fs *fs, uint64_t ino, struct inode **out)
 	*out = n;
 	return 0;
 }
+
+static void ihash_remove(struct fs *fs, struct inode *ip);
 
 /* Insert an inode just created in memory (alloc_inode gave the number). */
 int inode_get_new(struct fs *fs, uint64_t ino, const struct fs_inode *d, struct inode **out)
@@ -107,9 +130,16 @@ int inode_get_new(struct fs *fs, uint64_t ino, const struct fs_inode *d, struct 
 	n->ino = ino;
 	n->d = *d;
 	n->refs = 1;
+	n->hashed = true;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_mutex_lock(&fs->itable_lock);
-	if (ihash_find(fs, ino)) {       /* a stale in-memory copy: a bug */
+	struct inode *old = ihash_find(fs, ino);
+	if (old && old->dead) {
+		/* The number was freed and reused while somebody still holds
+		 * the dead inode: it leaves the table; its last put frees it. */
+		ihash_remove(fs, old);
+		old->hashed = false;
+	} else if (old) {
 		pthread_mutex_unlock(&fs->itable_lock);
 		pthread_mutex_destroy(&n->lock);
 		free(n);
@@ -126,6 +156,7 @@ int inode_get_new(struct fs *fs, uint64_t ino, const struct fs_inode *d, struct 
 
 static void ihash_remove(struct fs *fs, struct inode *ip)
 {
+	ip->hashed = false;
 	struct inode **pp = &fs->ihash[ihash_slot(fs, ip->ino)];
 	while (*pp != ip)
 		pp = &(*pp)->hnext;
@@ -133,13 +164,20 @@ static void ihash_remove(struct fs *fs, struct inode *ip)
 	fs->inodes_cached--;
 }
 
+void inode_mark_dead(struct fs *fs, struct inode *ip)
+{
+	pthread_mutex_lock(&fs->itable_lock);
+	ip->dead = true;
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
 void inode_put(struct fs *fs, struct inode *ip)
 {
 	if (!ip)
 		return;
 	pthread_mutex_lock(&fs->itable_lock);
-	bool last = --ip->refs == 0 && ip->lookups == 0 && ip->opens == 0;
-	if (last)
+	bool last = --ip->refs == 0 && (!ip->hashed || (ip->lookups == 0 && ip->opens == 0));
+	if (last && ip->hashed)
 		ihash_remove(fs, ip);
 	pthread_mutex_unlock(&fs->itable_lock);
 	if (last) {
@@ -581,7 +619,9 @@ int orphan_remove(struct fs *fs, struct tx *tx, struct inode *ip)
 /* Free blocks at and beyond from_lblk, one transaction per step. */
 static int free_blocks_from(struct fs *fs, struct inode *ip, uint64_t from_lblk)
 {
-	const unsigned step = 256;
+	unsigned step = 256;
+	while (step > 1 && inode_free_credits(step) > journal_max_credits(fs->j))
+		step /= 2;
 	bool done = false;
 	while (!done) {
 		struct tx tx;
@@ -604,6 +644,9 @@ int inode_reclaim(struct fs *fs, struct inode *ip)
 	struct tx tx;
 	if ((r = tx_begin(fs->j, ORPHAN_CREDITS + 2 * INODE_UPDATE_CREDITS, &tx)))
 		return r;
+	/* Dead before its number is free: inode_get no longer hands it out,
+	 * and a new inode of the same number replaces it in the table. */
+	inode_mark_dead(fs, ip);
 	uint32_t gen = ip->d.generation;
 	memset(&ip->d, 0, sizeof(ip->d));
 	ip->d.generation = gen;              /* kept for the next user */
@@ -613,7 +656,6 @@ int inode_reclaim(struct fs *fs, struct inode *ip)
 	if (!r)
 		r = orphan_remove(fs, &tx, ip);
 	tx_end(&tx);
-	ip->dead = true;
 	return r;
 }
 

@@ -47,8 +47,11 @@ struct inode {
 	pthread_mutex_t lock;
 	struct fs_inode d;        /* under lock */
 	uint64_t last_seq;        /* newest tx that changed this inode (under lock) */
-	bool dead;                /* disk inode freed; under lock */
+	bool dead;                /* disk inode freed: set under lock and
+				     fs->itable_lock (inode_mark_dead) */
 	/* Under fs->itable_lock. */
+	bool hashed;              /* in the table (a dead inode whose number
+				     was reused is not) */
 	uint32_t refs, opens;
 	uint64_t lookups;
 	struct inode *hnext;
@@ -64,6 +67,8 @@ struct inode {
  * -ENOENT if the inode is free, -EUCLEAN if its crc or fields are bad. */
 int inode_get(struct fs *fs, uint64_t ino, struct inode **out);
 void inode_put(struct fs *fs, struct inode *ip);
+/* The disk inode is being freed (ip->lock held): see struct inode.dead. */
+void inode_mark_dead(struct fs *fs, struct inode *ip);
 
 /* Insert a freshly allocated inode (its number from alloc_inode). */
 int inode_get_new(struct fs *fs, uint64_t ino, const struct fs_inode *d, struct inode **out);

@@ -190,11 +190,11 @@ static void warn_if_damaged(const struct replay *rp, const uint8_t *blk, uint64_
 /* Read and validate the transaction seq at pos. Returns its length in
  * blocks (> 0) with its data in rp->blocks[ndata..] order noted in *nhome,
  * 0 if there is no valid transaction there, or a negative error. */
-static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t seq,
+static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t *seqp,
 			      uint64_t *nhome)
 {
 	struct fs_jdesc d;
-	uint64_t off = 0, n = 0;
+	uint64_t off = 0, n = 0, seq = *seqp;
 	uint32_t crc = 0;
 	for (uint32_t index = 0;; index++) {
 		if (off >= rp->nlog)
@@ -205,6 +205,11 @@ static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t seq,
 		uint8_t *db = rp->blocks[n];
 		if ((r = log_io(rp->dev, rp->logbase, rp->nlog, false, pos + off, &db, 1)))
 			return r;
+		/* A transaction that changed nothing was given a seq but left no
+		 * record: the first descriptor may carry a later seq than expected
+		 * (never an earlier one: older records of this epoch lie behind). */
+		if (index == 0 && !fs_jdesc_decode(db, &d) && d.epoch == rp->epoch && d.seq > seq)
+			seq = d.seq;
 		if (fs_jdesc_decode(db, &d) || d.epoch != rp->epoch || d.seq != seq ||
 		    d.index != index) {
 			warn_if_damaged(rp, db, seq, "descriptor");
@@ -240,6 +245,7 @@ static int64_t replay_read_tx(struct replay *rp, uint64_t pos, uint64_t seq,
 		return 0;
 	}
 	*nhome = n;
+	*seqp = seq;
 	return (int64_t)(off + 1);
 }
 
@@ -280,7 +286,7 @@ static int replay_log(struct bdev *dev, const struct fs_super *sb, uint64_t *rep
 	uint64_t pos = h.tail_pos, seq = h.tail_seq, count = 0, walked = 0;
 	for (;;) {
 		uint64_t n = 0;
-		int64_t len = replay_read_tx(&rp, pos, seq, &n);
+		int64_t len = replay_read_tx(&rp, pos, &seq, &n);
 		if (len < 0) {
 			r = (int)len;
 			break;
@@ -897,6 +903,7 @@ static void journal_free(struct journal *j)
 			struct cp_entry *e = j->cp_hash[s];
 			j->cp_hash[s] = e->next;
 			free(e->data);
+			free(e->ckpt_data);   /* a checkpoint that failed */
 			free(e);
 		}
 	free(j->cp_hash);
@@ -922,7 +929,7 @@ static struct journal *journal_alloc(struct bdev *dev, struct bcache *c,
 	j->sb = *sb;
 	j->logbase = sb->journal_start + 1;
 	j->nlog = sb->journal_blocks - 1;
-	j->tx_max = j->nlog / 4 < 4096 ? j->nlog / 4 : 4096;
+	j->tx_max = j->nlog / 2 < 4096 ? j->nlog / 2 : 4096;
 	if (o)
 		j->opts = *o;
 	if (!j->opts.commit_interval_ms)
