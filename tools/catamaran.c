@@ -17,6 +17,8 @@ static const struct command commands[] = {
 	{ "status", cmd_status },
 	{ "recover", cmd_recover },
 	{ "check", cmd_check },
+	{ "mount", cmd_mount },
+	{ "fsck", cmd_fsck },
 	{ "bench", cmd_bench },
 };
 
@@ -31,6 +33,8 @@ static const char usage[] =
 	"  status DISK1 DISK2     show both superblocks and what recovery would do\n"
 	"  recover DISK1 DISK2    bring the disks back in sync after a crash or failure\n"
 	"  check DISK1 DISK2      compare both disks block by block (read-only)\n"
+	"  mount DISK1 DISK2 DIR  recover and serve the filesystem at DIR (FUSE)\n"
+	"  fsck DISK1 DISK2       check (--repair: fix) the filesystem on the mirror\n"
 	"  bench blockdev ...     benchmark the block device layer\n"
 	"  bench fs ...           time Maildir deliveries on the filesystem (in-process)\n"
 	"  bench maildir DIR      time the same deliveries in any directory\n"

@@ -204,6 +204,8 @@ static void format_rate(const char *phase, uint64_t done, double secs, char *buf
 		snprintf(buf, len, "-");
 	else if (strcmp(phase, "resync") == 0)
 		snprintf(buf, len, "%.0f chunks/s", (double)done / secs);
+	else if (strcmp(phase, "inodes") == 0)   /* fsck */
+		snprintf(buf, len, "%.0f inodes/s", (double)done / secs);
 	else
 		snprintf(buf, len, "%.1f MiB/s", (double)done * BDEV_BLOCK_SIZE / secs / 1048576.0);
 }

@@ -11,6 +11,8 @@ int cmd_format(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_mount(int argc, char **argv);    /* serve through FUSE (fuse/daemon.h) */
+int cmd_fsck(int argc, char **argv);    /* e2fsck exit statuses: 0/1/4/8/16 */
 int cmd_bench(int argc, char **argv);   /* bench blockdev|fs|maildir ... */
 /* Called by cmd_bench with argv[0] = "fs" / "maildir" (cmd_bench_fs.c). */
 int cmd_bench_fs(int argc, char **argv);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/fs/dir.h"
 #include "core/fs/fs_internal.h"
@@ -661,6 +662,10 @@ int inode_reclaim(struct fs *fs, struct inode *ip)
 
 int inode_finish_truncate(struct fs *fs, struct inode *ip)
 {
+	/* Only regular files are truncated; a directory here is damage
+	 * (its size says nothing about its blocks): leave it for fsck. */
+	if (!S_ISREG(ip->d.mode))
+		return fs_corrupt(fs, "orphan entry (not a regular file, link count > 0)", ip->ino);
 	uint64_t keep = (ip->d.size + FS_BLOCK_SIZE - 1) / FS_BLOCK_SIZE;
 	int r = free_blocks_from(fs, ip, keep);
 	if (r)
