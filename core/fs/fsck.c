@@ -976,13 +976,14 @@ static const char *read_buckets(struct fsck *f, const struct blkmap *m, struct d
 	return NULL;
 }
 
-/* Blocks a directory of this header must have, and no others. */
+/* Blocks a directory of this header must have, and no others. Table
+ * blocks beyond what the depth needs are allowed: a doubling that ran out
+ * of space leaves them, and the next doubling uses them. */
 static const char *check_dir_blocks(const struct blkmap *m, const struct fs_dirhdr *h)
 {
-	unsigned tb = table_blocks(h->depth);
 	for (size_t i = 0; i < m->lblk.n; i++) {
 		uint64_t l = m->lblk.v[i];
-		if (l != 0 && !(l >= 1 && l <= tb) &&
+		if (l != 0 && !(l >= 1 && l <= FS_DIR_TABLE_BLOCKS) &&
 		    !(l >= FS_DIR_BUCKET0 && l < FS_DIR_BUCKET0 + h->nbuckets))
 			return "it has a block where none belongs";
 	}
