@@ -246,7 +246,9 @@ int cmd_mount(int argc, char **argv)
 	struct mirror_opts mo = { .readonly = false };
 	if (cli_open_mirror("mount", a.disk[0], a.disk[1], &mo, &m) < 0)
 		return 2;
-	snprintf(fsname, sizeof(fsname), "catamaran:%s", a.disk[0]);
+	char *abs = realpath(a.disk[0], NULL);
+	snprintf(fsname, sizeof(fsname), "catamaran:%s", abs ? abs : a.disk[0]);
+	free(abs);
 	a.o.fsname = fsname;
 	a.o.progress = cli_progress;
 	a.o.ready = on_ready;

@@ -511,8 +511,10 @@ static int open_checked(const char *path, unsigned flags, bool *is_blk, struct c
 }
 
 /* Exclusive lock, waiting up to LOCK_WAIT_MS: a process killed a moment
- * ago keeps its lock until the kernel has torn down its io_uring. */
-#define LOCK_WAIT_MS 1000
+ * ago keeps its lock until the kernel has torn down its io_uring, and a
+ * daemon just unmounted (umount returns at once) is still writing its last
+ * checkpoint and closing the mirror clean. */
+#define LOCK_WAIT_MS 5000
 static int lock_disk(int fd)
 {
 	for (int waited = 0;; waited += 20) {
