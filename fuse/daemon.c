@@ -16,6 +16,7 @@
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/fs/fs.h"
+#include "fuse/control.h"
 
 int cat_clean_dead_mount(const char *path)
 {
@@ -94,8 +95,12 @@ int cat_daemon_serve(struct mirror *m, const struct cat_mount_opts *o, struct ca
 				      .read_only = o->read_only };
 		r = fs_mount(mirror_bdev(m), &fo, &fs, err);
 	}
+	struct control *ctl = NULL;
+	if (!r)
+		r = control_start(o->mountpoint, m, fs, &ctl, err);
 	if (!r)
 		r = run_session(fs, o, err);
+	control_stop(ctl);   /* waits for a rebuild or scrub it is running */
 	if (fs) {
 		int r2 = fs_unmount(fs);
 		if (!r && r2)

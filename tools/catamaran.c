@@ -18,6 +18,8 @@ static const struct command commands[] = {
 	{ "recover", cmd_recover },
 	{ "check", cmd_check },
 	{ "mount", cmd_mount },
+	{ "disk", cmd_disk },
+	{ "scrub", cmd_scrub },
 	{ "fsck", cmd_fsck },
 	{ "bench", cmd_bench },
 };
@@ -34,6 +36,9 @@ static const char usage[] =
 	"  recover DISK1 DISK2    bring the disks back in sync after a crash or failure\n"
 	"  check DISK1 DISK2      compare both disks block by block (read-only)\n"
 	"  mount DISK1 DISK2 DIR  recover and serve the filesystem at DIR (FUSE)\n"
+	"  status DIR             a mounted volume: disks, rebuild, journal, cache\n"
+	"  disk fail|replace DIR  fail a disk, or replace and rebuild it, while mounted\n"
+	"  scrub [--repair] DIR   compare the two disks of a mounted volume online\n"
 	"  fsck DISK1 DISK2       check (--repair: fix) the filesystem on the mirror\n"
 	"  bench blockdev ...     benchmark the block device layer\n"
 	"  bench fs ...           time Maildir deliveries on the filesystem (in-process)\n"

@@ -23,10 +23,13 @@
 
 static const char status_usage[] =
 	"Usage: catamaran status [--json] DISK1 DISK2\n"
+	"       catamaran status [--json] MOUNTPOINT\n"
 	"\n"
 	"Show what each disk's superblock and write-intent bitmap record, and what\n"
 	"'catamaran recover' would do with them. Read-only and offline: it may be\n"
 	"run while the disks are in use, but then shows the last state written.\n"
+	"With a MOUNTPOINT, asks the running daemon instead: live state of each\n"
+	"disk, rebuild progress, journal and cache statistics, I/O counters.\n"
 	"\n"
 	"Options:\n"
 	"  -j, --json   print one JSON object (fields in tools/README.md)\n"
@@ -360,8 +363,12 @@ static int parse_args(int argc, char **argv, bool *json, const char *path[2])
 			return cli_bad_option("status", c, argv);
 		}
 	}
+	if (argc - optind == 1) {
+		path[0] = argv[optind];      /* a mountpoint */
+		return 0;
+	}
 	if (argc - optind != 2)
-		return cli_usage_error("status", "needs exactly two disks, DISK1 and DISK2");
+		return cli_usage_error("status", "needs DISK1 DISK2, or the MOUNTPOINT of a mounted volume");
 	path[0] = argv[optind];
 	path[1] = argv[optind + 1];
 	return 0;
@@ -374,6 +381,8 @@ int cmd_status(int argc, char **argv)
 	int rc = parse_args(argc, argv, &json, path);
 	if (rc)
 		return rc < 0 ? 0 : rc;
+	if (!path[1])
+		return cmd_status_mounted(path[0], json);
 
 	struct disk_report r[2] = { 0 };
 	struct verdict v;

@@ -7,11 +7,17 @@
 #ifndef CAT_TOOLS_COMMANDS_H
 #define CAT_TOOLS_COMMANDS_H
 
+#include <stdbool.h>
+
 int cmd_format(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_mount(int argc, char **argv);    /* serve through FUSE (fuse/daemon.h) */
+/* A mounted volume, through its daemon's control socket (cmd_admin.c). */
+int cmd_disk(int argc, char **argv);
+int cmd_scrub(int argc, char **argv);
+int cmd_status_mounted(const char *mountpoint, bool json);
 int cmd_fsck(int argc, char **argv);    /* e2fsck exit statuses: 0/1/4/8/16 */
 int cmd_bench(int argc, char **argv);   /* bench blockdev|fs|maildir ... */
 /* Called by cmd_bench with argv[0] = "fs" / "maildir" (cmd_bench_fs.c). */
