@@ -16,12 +16,6 @@
 #include "core/fs/dir.h"
 #include "core/fs/fs_internal.h"
 
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-#endif
-#ifndef RENAME_EXCHANGE
-#define RENAME_EXCHANGE (1 << 1)
-#endif
 
 static int check_name(const char *name)
 {

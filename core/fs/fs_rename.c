@@ -9,18 +9,13 @@
  * new parent before any inode lock is held, locking one ancestor at a time.
  */
 #include <errno.h>
+#include <stdio.h>      /* RENAME_NOREPLACE, RENAME_EXCHANGE (_GNU_SOURCE) */
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/fs/dir.h"
 #include "core/fs/fs_internal.h"
 
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-#endif
-#ifndef RENAME_EXCHANGE
-#define RENAME_EXCHANGE (1 << 1)
-#endif
 
 struct rename_op {
 	struct inode *sdp, *ddp;     /* source and destination parents */
