@@ -21,12 +21,17 @@
 int cat_clean_dead_mount(const char *path)
 {
 	struct stat st;
-	if (stat(path, &st) == 0 || errno != ENOTCONN)
-		return 0;
-	if (umount2(path, MNT_DETACH) < 0)
-		return -errno;
-	cat_log(CAT_LOG_INFO, "%s: removed a dead FUSE mount left by a killed daemon", path);
-	return 1;
+	int removed = 0;
+	/* Dead mounts can be stacked (each killed daemon left one). */
+	while (removed < 16 && stat(path, &st) < 0 && errno == ENOTCONN) {
+		if (umount2(path, MNT_DETACH) < 0)
+			return -errno;
+		removed++;
+	}
+	if (removed)
+		cat_log(CAT_LOG_INFO, "%s: removed %d dead FUSE mount(s) left by a killed daemon",
+			path, removed);
+	return removed > 0;
 }
 
 static int finish_resync(struct mirror *m, const struct cat_mount_opts *o,
