@@ -79,6 +79,10 @@ static int help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* Called by mount(8) for fstab entries of type "catamaran". */
+	const char *base = strrchr(argv[0], '/');
+	if (strcmp(base ? base + 1 : argv[0], "mount.catamaran") == 0)
+		return cmd_mount_helper(argc, argv);
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;

@@ -99,7 +99,8 @@ static int parse_one(struct mount_args *a, char *opt)
 	else if (!strcmp(opt, "dev") || !strcmp(opt, "suid") || !strcmp(opt, "nodev") ||
 		 !strcmp(opt, "nosuid") || !strcmp(opt, "exec") || !strcmp(opt, "noexec") ||
 		 !strcmp(opt, "auto") || !strcmp(opt, "noauto") || !strcmp(opt, "user") ||
-		 !strcmp(opt, "nouser") || !strcmp(opt, "_netdev") || !strcmp(opt, "defaults"))
+		 !strcmp(opt, "nouser") || !strcmp(opt, "_netdev") || !strcmp(opt, "defaults") ||
+		 !strcmp(opt, "nofail"))
 		;  /* generic mount(8)/fstab options: nothing for us to do */
 	else
 		return cli_usage_error("mount", "-o: unknown or malformed option '%s%s%s'", opt,
@@ -262,4 +263,38 @@ int cmd_mount(int argc, char **argv)
 		return 2;
 	}
 	return 0;
+}
+
+/* mount(8) runs "mount.catamaran SOURCE MOUNTPOINT [-sfnv] [-o OPTS]" for
+ * an fstab line such as
+ *     /srv/mail/disk1.img:/srv/mail/disk2.img  /var/mail  catamaran  allow_other  0 0
+ * SOURCE names both disks, separated by ':'. */
+int cmd_mount_helper(int argc, char **argv)
+{
+	if (argc < 3 || !strchr(argv[1], ':')) {
+		fprintf(stderr, "usage: mount.catamaran DISK1:DISK2 MOUNTPOINT [-o OPTIONS]\n");
+		return 2;
+	}
+	char *source = strdup(argv[1]);
+	char *colon = source ? strchr(source, ':') : NULL;
+	if (!colon)
+		return 2;
+	*colon = '\0';
+	char *args[8];
+	int n = 0;
+	char mount_word[] = "mount";
+	args[n++] = mount_word;
+	for (int i = 3; i < argc && n < 5; i++)
+		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			args[n++] = argv[i];
+			args[n++] = argv[++i];
+		}                /* -s, -f, -n, -v from mount(8): nothing to do */
+	args[n++] = source;
+	args[n++] = colon + 1;
+	args[n++] = argv[2];
+	args[n] = NULL;
+	optind = 1;
+	int r = cmd_mount(n, args);
+	free(source);
+	return r;
 }

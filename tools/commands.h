@@ -14,6 +14,8 @@ int cmd_status(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_mount(int argc, char **argv);    /* serve through FUSE (fuse/daemon.h) */
+/* As /sbin/mount.catamaran: DISK1:DISK2 MOUNTPOINT [-o OPTS] (fstab). */
+int cmd_mount_helper(int argc, char **argv);
 /* A mounted volume, through its daemon's control socket (cmd_admin.c). */
 int cmd_disk(int argc, char **argv);
 int cmd_scrub(int argc, char **argv);
