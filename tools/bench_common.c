@@ -128,3 +128,19 @@ int bench_resync_if_needed(const char *cmd, struct mirror *m)
 			err.msg[0] ? err.msg : strerror(-rc));
 	return rc;
 }
+
+void start_gate_wait(struct start_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void start_gate_open(struct start_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->open = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}

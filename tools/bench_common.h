@@ -1,12 +1,14 @@
 /*
  * bench_common.h - pieces shared by the `catamaran bench` commands
- * (cmd_bench.c, cmd_bench_fs.c): option parsing, a latency histogram,
+ * (cmd_bench.c, cmd_bench_fs.c): option parsing, a start gate, a latency histogram,
  * latency formatting, and the resync a bench runs before loading a mirror
  * left unclean.
  */
 #ifndef CAT_TOOLS_BENCH_COMMON_H
 #define CAT_TOOLS_BENCH_COMMON_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +30,17 @@ void hist_add(struct latency_hist *h, uint64_t ns);
 void hist_merge(struct latency_hist *into, const struct latency_hist *h);
 /* The pct-th percentile (0 < pct <= 100) in ns; 0 when empty. */
 uint64_t hist_percentile(const struct latency_hist *h, double pct);
+
+/* Start gate: workers wait until the main thread opens it, so thread
+ * creation is not timed. Initialise with START_GATE_INIT. */
+struct start_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool open;
+};
+#define START_GATE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false }
+void start_gate_wait(struct start_gate *g);
+void start_gate_open(struct start_gate *g);
 
 /* Option values. On junk each prints "catamaran CMD: OPT wants ..., not
  * 'VALUE' (see 'catamaran CMD --help')" and returns -EINVAL. */

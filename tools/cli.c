@@ -258,3 +258,18 @@ void cli_progress_pause(void)
 		fputs("\r\033[K", stderr);
 	prog.drawn = false;
 }
+
+void cli_json_string(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}

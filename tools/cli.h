@@ -57,4 +57,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* The same for a getopt_long() result of '?' or ':' (opterr = 0). */
 int cli_bad_option(const char *cmd, int c, char **argv);
 
+/* Print s as a JSON string literal (quotes, escapes; "" for NULL). */
+void cli_json_string(const char *s);
+
 #endif

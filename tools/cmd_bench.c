@@ -548,9 +548,7 @@ struct bench {
 	uint64_t start_ns, deadline_ns; /* deadline 0 = none */
 	/* Start gate: workers wait until the main thread opens it, so that
 	 * thread creation is not timed. A failed start opens it with stop set. */
-	pthread_mutex_t gate_lock;
-	pthread_cond_t gate_cond;
-	bool gate_open;
+	struct start_gate gate;
 	struct worker *workers;
 };
 
@@ -695,27 +693,11 @@ static int one_request(struct worker *w, uint64_t *now)
 	return 0;
 }
 
-static void gate_wait(struct bench *b)
-{
-	pthread_mutex_lock(&b->gate_lock);
-	while (!b->gate_open)
-		pthread_cond_wait(&b->gate_cond, &b->gate_lock);
-	pthread_mutex_unlock(&b->gate_lock);
-}
-
-static void gate_release(struct bench *b)
-{
-	pthread_mutex_lock(&b->gate_lock);
-	b->gate_open = true;
-	pthread_cond_broadcast(&b->gate_cond);
-	pthread_mutex_unlock(&b->gate_lock);
-}
-
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct bench *b = w->b;
-	gate_wait(b);
+	start_gate_wait(&b->gate);
 	uint64_t now = now_ns();
 	while (!run_over(b, now))
 		if (one_request(w, &now) < 0)
@@ -1000,7 +982,7 @@ static int run_workers(struct bench *b, const sigset_t *stop_set)
 	b->start_ns = now_ns();
 	b->deadline_ns = b->o->seconds > 0
 		? b->start_ns + (uint64_t)(b->o->seconds * 1e9) : 0;
-	gate_release(b);
+	start_gate_open(&b->gate);
 	if (rc == 0) {
 		pthread_sigmask(SIG_UNBLOCK, stop_set, NULL);
 		watch_run(b);
@@ -1092,8 +1074,7 @@ static int run_load(const struct bench_opts *o)
 	pthread_sigmask(SIG_BLOCK, &stop_set, &old_mask);
 
 	struct bench b = { .o = o, .verify = o->verify_log != NULL, .log_fd = -1,
-			   .gate_lock = PTHREAD_MUTEX_INITIALIZER,
-			   .gate_cond = PTHREAD_COND_INITIALIZER };
+			   .gate = START_GATE_INIT };
 	atomic_init(&b.next_seq, 1);
 	struct mirror_opts mo = { .allow_degraded = o->degraded };
 	struct mirror *m;

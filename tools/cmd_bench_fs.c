@@ -482,29 +482,11 @@ struct run {
 	atomic_bool error_reported;
 	/* Start gate: workers wait until the main thread opens it, so thread
 	 * creation is not timed. A failed start opens it with stop set. */
-	pthread_mutex_t gate_lock;
-	pthread_cond_t gate_cond;
-	bool gate_open;
+	struct start_gate gate;
 	uint64_t start_ns;
 	unsigned nworkers;      /* workers started */
 	struct worker *workers;
 };
-
-static void gate_wait(struct run *r)
-{
-	pthread_mutex_lock(&r->gate_lock);
-	while (!r->gate_open)
-		pthread_cond_wait(&r->gate_cond, &r->gate_lock);
-	pthread_mutex_unlock(&r->gate_lock);
-}
-
-static void gate_release(struct run *r)
-{
-	pthread_mutex_lock(&r->gate_lock);
-	r->gate_open = true;
-	pthread_cond_broadcast(&r->gate_cond);
-	pthread_mutex_unlock(&r->gate_lock);
-}
 
 /* Maildir-style: time.uniq, unique within and across runs. */
 static void message_name(const struct run *r, unsigned worker, uint64_t n, char *buf,
@@ -530,7 +512,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct run *r = w->r;
 	char name[NAME_LEN];
-	gate_wait(r);
+	start_gate_wait(&r->gate);
 	w->end_ns = r->start_ns;
 	for (uint64_t n = 0; !atomic_load_explicit(&r->stop, memory_order_relaxed); n++) {
 		message_name(r, w->index, n, name, sizeof(name));
@@ -614,7 +596,7 @@ static int run_workers(struct run *r, const sigset_t *stop_set)
 	if (rc < 0)
 		atomic_store(&r->stop, true);
 	r->start_ns = now_ns();
-	gate_release(r);
+	start_gate_open(&r->gate);
 	if (rc == 0)
 		watch_run(r, stop_set);
 	for (unsigned i = 0; i < r->nworkers; i++)
@@ -731,8 +713,7 @@ static int deliver_for(const struct mail_opts *o, const struct backend *be, void
 		       const sigset_t *stop_set)
 {
 	struct run r = { .o = o, .be = be, .ctx = ctx,
-			 .gate_lock = PTHREAD_MUTEX_INITIALIZER,
-			 .gate_cond = PTHREAD_COND_INITIALIZER };
+			 .gate = START_GATE_INIT };
 	struct fs_stats before = { 0 }, after = { 0 };
 	struct totals t = { 0 };
 	int status = EXIT_TROUBLE;

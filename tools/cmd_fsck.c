@@ -80,21 +80,6 @@ static void on_progress(void *arg, const char *phase, uint64_t done, uint64_t to
 		cli_progress(NULL, phase, done, total);
 }
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 static const char *result_name(int code)
 {
 	switch (code) {
@@ -109,14 +94,14 @@ static void print_json(const struct fsck_args *a, const struct fsck_report *r,
 		       const struct problems *p, int code, const char *error)
 {
 	printf("{\"disks\": [");
-	json_string(a->path[0]);
+	cli_json_string(a->path[0]);
 	printf(", ");
-	json_string(a->path[1]);
+	cli_json_string(a->path[1]);
 	printf("], \"repair\": %s, \"result\": \"%s\", \"exit\": %d, ", a->repair ? "true" : "false",
 	       result_name(code), code);
 	printf("\"error\": ");
 	if (error)
-		json_string(error);
+		cli_json_string(error);
 	else
 		printf("null");
 	printf(", \"errors_found\": %" PRIu64 ", \"errors_fixed\": %" PRIu64
@@ -133,7 +118,7 @@ static void print_json(const struct fsck_args *a, const struct fsck_report *r,
 	for (size_t i = 0; i < p->n; i++) {
 		if (i)
 			printf(", ");
-		json_string(p->msg[i]);
+		cli_json_string(p->msg[i]);
 	}
 	printf("]}\n");
 }

@@ -252,28 +252,13 @@ static void print_disk_text(int pos, const struct disk_report *r)
 
 /* ---- JSON output -------------------------------------------------------- */
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /* "name": "value" (null when value is NULL); a bare value when name is NULL. */
 static void json_field_string(const char *name, const char *value, bool comma)
 {
 	if (name)
 		printf("\"%s\": ", name);
 	if (value)
-		json_string(value);
+		cli_json_string(value);
 	else
 		printf("null");
 	printf(comma ? ", " : "");
@@ -314,9 +299,9 @@ static void print_disk_json(int pos, const struct disk_report *r)
 	json_field_string("uuid", uuid, true);
 	printf("\"disk_index\": %u, \"events\": %" PRIu64 ", \"member_states\": [", sb->disk_index,
 	       sb->events);
-	json_string(member_state_name(sb->member_state[0]));
+	cli_json_string(member_state_name(sb->member_state[0]));
 	printf(", ");
-	json_string(member_state_name(sb->member_state[1]));
+	cli_json_string(member_state_name(sb->member_state[1]));
 	printf("], \"clean\": %s, \"device_blocks\": %" PRIu64 ", \"disk_blocks\": %" PRIu64
 	       ", \"data_offset\": %" PRIu64 ", \"data_blocks\": %" PRIu64 ", \"chunk_blocks\": %u"
 	       ", \"nchunks\": %" PRIu64 ", \"bitmap_offset\": %" PRIu64 ", \"bitmap_blocks\": %u"
