@@ -126,8 +126,26 @@ static void status_text(struct conn *cn, const struct mirror_status *ms, const s
 	    fs->cache_bytes >> 20, fs->cache_max_bytes >> 20, fs->inodes_cached);
 }
 
+/* s as the inside of a JSON string (quotes and control characters escaped). */
+static const char *json_escaped(const char *s, char *out, size_t len)
+{
+	size_t k = 0;
+	for (; *s && k + 7 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			k += (size_t)snprintf(out + k, len - k, "\\%c", c);
+		else if (c < 0x20)
+			k += (size_t)snprintf(out + k, len - k, "\\u%04x", c);
+		else
+			out[k++] = (char)c;
+	}
+	out[k] = '\0';
+	return out;
+}
+
 static void status_json(struct conn *cn, const struct mirror_status *ms, const struct fs_stats *fs)
 {
+	char path[600];
 	char uuid[37];
 	uuid_format(ms->uuid, uuid);
 	say(cn, "O {\"uuid\": \"%s\", \"events\": %" PRIu64 ", \"authoritative\": %d,", uuid,
@@ -135,7 +153,8 @@ static void status_json(struct conn *cn, const struct mirror_status *ms, const s
 	for (int i = 0; i < 2; i++)
 		say(cn, "O  \"disk%d\": {\"path\": \"%s\", \"state\": \"%s\", \"read_errors\": %" PRIu64
 			", \"write_errors\": %" PRIu64 ", \"repaired_blocks\": %" PRIu64 "},",
-		    i + 1, ms->leg[i].name, leg_state_name(ms->leg[i].state),
+		    i + 1, json_escaped(ms->leg[i].name, path, sizeof(path)),
+		    leg_state_name(ms->leg[i].state),
 		    ms->leg[i].read_errors, ms->leg[i].write_errors, ms->leg[i].repaired_blocks);
 	say(cn, "O  \"chunks\": %" PRIu64 ", \"dirty_chunks\": %" PRIu64 ", \"stale_chunks\": %"
 		PRIu64 ", \"reads\": %" PRIu64 ", \"writes\": %" PRIu64 ", \"flushes\": %" PRIu64 ",",
