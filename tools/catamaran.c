@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{ "scrub", cmd_scrub },
 	{ "fsck", cmd_fsck },
 	{ "bench", cmd_bench },
+	{ "mail", cmd_mail },
 };
 
 static const char usage[] =
@@ -43,6 +44,7 @@ static const char usage[] =
 	"  bench blockdev ...     benchmark the block device layer\n"
 	"  bench fs ...           time Maildir deliveries on the filesystem (in-process)\n"
 	"  bench maildir DIR      time the same deliveries in any directory\n"
+	"  mail serve|adduser ... SMTP and POP3 servers on Maildir mailboxes\n"
 	"\n"
 	"Run 'catamaran help COMMAND' or 'catamaran COMMAND --help' for the options.\n"
 	"Exit status: 0 success, 1 a problem was found or left (see each command),\n"

@@ -1,0 +1,77 @@
+/*
+ * mail_internal.h - shared by the files of core/mail: the store, the lock
+ * table, Maildir names and the syscall helpers (EINTR retried, short I/O
+ * completed, negative errno returned).
+ */
+#ifndef CAT_MAIL_INTERNAL_H
+#define CAT_MAIL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/mail/mail.h"
+
+#define MAIL_HOST_MAX 64
+#define MAIL_PATH_MAX 512
+#define MAIL_HOLD_BUCKETS 256
+#define MAIL_LOCK_FILE ".catamaran.lock"
+
+/* One entry of the snapshot taken by pickup/list: a file in cur/. */
+struct snap_ent {
+	char *name;        /* file name in cur/ */
+	size_t idlen;      /* the id is name[0..idlen) */
+	uint64_t size;
+	bool deleted;
+};
+
+/* A user's lock held by this store (or being acquired / released). */
+struct hold {
+	struct hold *next;
+	char user[MAIL_NAME_MAX + 1];
+	int fd;            /* the locked lock file; -1 while acquiring */
+	int refs;          /* users of this entry; freed at 0 once closing */
+	bool closing;      /* unlocked: no new references */
+	bool dirty;        /* a delete since the lock was taken */
+	pthread_mutex_t mu;   /* protects snap and dirty */
+	struct snap_ent *snap;
+	size_t nsnap;
+};
+
+struct mail_store {
+	int root_fd;
+	char host[MAIL_HOST_MAX + 1];   /* encoded for names */
+	pthread_mutex_t mu;             /* protects the hold table */
+	struct hold *holds[MAIL_HOLD_BUCKETS];
+};
+
+/* ---- io.c ---- */
+int io_open_at(int dirfd, const char *path, int flags, mode_t mode);
+int io_write_all(int fd, const void *buf, size_t len);
+int io_read_file_at(int dirfd, const char *path, char **buf, size_t *len);
+int io_fsync(int fd);
+int io_close(int fd);
+int io_fsync_dir_at(int dirfd, const char *path);
+int io_path(char *out, const char *a, const char *b, const char *c);
+
+/* ---- names.c ---- */
+void name_host(char *out);
+int name_unique(const struct mail_store *store, char *out, size_t size);
+bool name_id_valid(const char *id);
+size_t name_id_len(const char *name);
+bool name_is_ours(const struct mail_store *store, const char *name,
+		  pid_t *pid);
+
+/* ---- mailbox.c ---- */
+int mailbox_create(struct mail_store *store, const char *user);
+
+/* ---- lock.c ---- */
+int lock_take(struct mail_store *store, const char *user, struct hold **out);
+struct hold *lock_get(struct mail_store *store, const char *user);
+void lock_put(struct mail_store *store, struct hold *h);
+int lock_release(struct mail_store *store, struct hold *h);
+int lock_release_all(struct mail_store *store);
+
+#endif
