@@ -14,7 +14,7 @@
 
 #include "core/mail/mail.h"
 
-#define MAIL_HOST_MAX 64
+#define MAIL_HOST_MAX 32   /* keeps our ids within POP3 UIDL's 70 chars */
 #define MAIL_PATH_MAX 512
 #define MAIL_HOLD_BUCKETS 256
 #define MAIL_LOCK_FILE ".catamaran.lock"

@@ -4,7 +4,9 @@
  * Our unique names are "SEC.M<usec>P<pid>Q<n>.HOST": SEC the Unix time,
  * usec zero-padded to 6 digits (so names of one host sort by time), n a
  * per-process delivery counter, HOST the host name with every character
- * other than [A-Za-z0-9-] replaced by '_' (so it never holds '/' or ':').
+ * other than [A-Za-z0-9-] replaced by '_' (so it never holds '/' or ':'),
+ * cut at MAIL_HOST_MAX characters: an id is at most 70 characters (until
+ * 10^10 deliveries by one process), as POP3 UIDL requires.
  */
 #include <ctype.h>
 #include <errno.h>

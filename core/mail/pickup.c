@@ -185,7 +185,7 @@ static int snap_build(struct mail_store *store, struct hold *h,
 	return 0;
 }
 
-static int snapshot(struct mail_store *store, struct hold *h)
+static int snapshot_once(struct mail_store *store, struct hold *h)
 {
 	int rc = move_new(store, h->user);
 	if (rc < 0)
@@ -196,6 +196,17 @@ static int snapshot(struct mail_store *store, struct hold *h)
 		rc = snap_build(store, h, &ns);
 	names_free(&ns);
 	return rc;
+}
+
+/* A mailbox may be half made (a deliverer between its mkdirs, or one
+ * interrupted by a crash): then it is completed and listed again. */
+static int snapshot(struct mail_store *store, struct hold *h)
+{
+	int rc = snapshot_once(store, h);
+	if (rc != -ENOENT)
+		return rc;
+	rc = mailbox_create(store, h->user);
+	return rc < 0 ? rc : snapshot_once(store, h);
 }
 
 static int read_cur(struct mail_store *store, const char *user,
