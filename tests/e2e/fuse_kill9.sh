@@ -59,9 +59,18 @@ verify() {
 	for w in 1 2 3; do
 		[ -f "$T/ledger.$w" ] || continue
 		declare -A st=()
-		while read -r op n; do st[$n]=$op; done < "$T/ledger.$w"
+		local last_op= last_n=
+		while read -r op n; do st[$n]=$op; last_op=$op; last_n=$n; done < "$T/ledger.$w"
 		for n in "${!st[@]}"; do
 			local md="$M/u$w" want="round ${n%%.*} msg ${n#*.}"
+			# The writer's next step after its last ledger line was in
+			# flight at the kill: it may or may not have happened. After a
+			# move, that step is the delete of every fifth message.
+			if [ "$n" = "$last_n" ] && [ "$last_op" = M ] && [ $(( ${n#*.} % 5 )) = 0 ]; then
+				# settle it in the ledger, so later rounds check it strictly
+				[ -e "$md/cur/$n:2,S" ] || echo "X $n" >> "$T/ledger.$w"
+				continue
+			fi
 			case ${st[$n]} in
 			D) [ -f "$md/new/$n" ] || [ -f "$md/cur/$n:2,S" ] || fail "u$w: delivered $n lost"
 			   [ "$(cat "$md/new/$n" 2>/dev/null || cat "$md/cur/$n:2,S")" = "$want" ] || fail "u$w: $n content" ;;
