@@ -134,3 +134,10 @@ int io_path(char *out, const char *a, const char *b, const char *c)
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+int io_next_entry(DIR *d, struct dirent **out)
+{
+	errno = 0;
+	*out = readdir(d);
+	return *out || !errno ? 0 : -errno;
+}

@@ -7,6 +7,7 @@
 #define CAT_MAIL_INTERNAL_H
 
 #include <pthread.h>
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,9 @@ int io_write_all(int fd, const void *buf, size_t len);
 int io_read_file_at(int dirfd, const char *path, char **buf, size_t *len);
 int io_fsync(int fd);
 int io_close(int fd);
+/* The next entry of d in *out (NULL at the end): 0, or -errno on a read
+ * error (readdir's "NULL and errno" rule in one place). */
+int io_next_entry(DIR *d, struct dirent **out);
 int io_fsync_dir_at(int dirfd, const char *path);
 int io_path(char *out, const char *a, const char *b, const char *c);
 

@@ -50,14 +50,13 @@ static int names_add(struct names *ns, const char *name)
 static int read_names(DIR *d, struct names *ns)
 {
 	for (;;) {
-		errno = 0;
-		struct dirent *e = readdir(d);
-		if (!e)
-			return errno ? -errno : 0;
+		struct dirent *e;
+		int rc = io_next_entry(d, &e);
+		if (rc || !e)
+			return rc;
 		if (e->d_name[0] == '.')
 			continue;   /* ".", "..", and Maildir hidden files */
-		int rc = names_add(ns, e->d_name);
-		if (rc < 0)
+		if ((rc = names_add(ns, e->d_name)) < 0)
 			return rc;
 	}
 }

@@ -58,13 +58,12 @@ static int clean_tmp(const struct mail_store *store, int tmp_fd, time_t now)
 	}
 	int removed = 0, rc = 0;
 	for (;;) {
-		errno = 0;
-		struct dirent *e = readdir(d);
-		if (!e) {
-			if (errno && rc == 0)
-				rc = -errno;
+		struct dirent *e;
+		int err = io_next_entry(d, &e);
+		if (err && rc == 0)
+			rc = err;
+		if (!e)
 			break;
-		}
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		if (!is_stale(store, tmp_fd, e->d_name, now))
@@ -111,13 +110,12 @@ int mail_recover(struct mail_store *store)
 	time_t now = time(NULL);
 	int total = 0, rc = 0;
 	for (;;) {
-		errno = 0;
-		struct dirent *e = readdir(d);
-		if (!e) {
-			if (errno && rc == 0)
-				rc = -errno;
+		struct dirent *e;
+		int err = io_next_entry(d, &e);
+		if (err && rc == 0)
+			rc = err;
+		if (!e)
 			break;
-		}
 		if (!mail_name_valid(e->d_name))
 			continue;
 		int n = recover_user(store, e->d_name, now);
