@@ -28,6 +28,7 @@
 struct control {
 	struct mirror *m;
 	struct fs *fs;
+	struct control_test_hooks test;
 	int listen_fd, stop_pipe[2];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	pthread_t accept_thread;
@@ -262,6 +263,10 @@ static void dispatch(struct conn *cn, char *line)
 		do_replace(cn, arg[2], arg[3]);
 	else if (n >= 1 && !strcmp(arg[0], "scrub"))
 		do_scrub(cn, n == 2 && !strcmp(arg[1], "--repair"));
+	else if (n == 1 && !strcmp(arg[0], "power-cut") && cn->c->test.power_cut)
+		cn->c->test.power_cut(cn->c->test.arg);
+	else if (n == 1 && !strcmp(arg[0], "power-cut"))
+		finish(cn, -EPERM, "power-cut needs a daemon mounted with -o crashtest (tests only)");
 	else
 		finish(cn, -EINVAL, "unknown request");
 }
@@ -346,12 +351,15 @@ static int listen_on(struct control *c, struct cat_error *err)
 }
 
 int control_start(const char *mountpoint, struct mirror *m, struct fs *fs,
-		  struct control **out, struct cat_error *err)
+		  const struct control_test_hooks *test, struct control **out,
+		  struct cat_error *err)
 {
 	struct control *c = calloc(1, sizeof(*c));
 	if (!c)
 		return cat_error_set(err, -ENOMEM, "out of memory");
 	*c = (struct control){ .m = m, .fs = fs, .listen_fd = -1, .stop_pipe = { -1, -1 } };
+	if (test)
+		c->test = *test;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	int r = control_socket_path(mountpoint, c->path, sizeof(c->path));

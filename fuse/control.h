@@ -7,7 +7,10 @@
  *
  * Protocol (text, one request per connection): the client sends one line,
  *     status | status --json | disk fail N | disk replace N PATH |
- *     scrub | scrub --repair
+ *     scrub | scrub --repair | power-cut
+ * ("power-cut" only on a daemon mounted with the test-only option
+ * crashtest: it calls the hook, which loses unflushed writes and ends the
+ * process as a power failure would; no reply.)
  * and reads lines until the connection closes: "P <phase> <done> <total>"
  * is progress, "O <text>" a line of output, and the last line is
  * "OK" or "ERR <errno> <message>".
@@ -32,8 +35,16 @@ struct cat_error;
 /* The socket path for a mountpoint (resolved with realpath). */
 int control_socket_path(const char *mountpoint, char *out, size_t len);
 
+/* Test-only: what "power-cut" calls (it must not return). */
+struct control_test_hooks {
+	void (*power_cut)(void *arg);
+	void *arg;
+};
+
+/* test may be NULL (then "power-cut" is refused). */
 int control_start(const char *mountpoint, struct mirror *m, struct fs *fs,
-		  struct control **out, struct cat_error *err);
+		  const struct control_test_hooks *test, struct control **out,
+		  struct cat_error *err);
 void control_stop(struct control *c);
 
 #endif

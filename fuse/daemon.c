@@ -5,6 +5,7 @@
 #include "fuse/daemon.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +35,48 @@ int cat_clean_dead_mount(const char *path)
 	return removed > 0;
 }
 
-static int finish_resync(struct mirror *m, const struct cat_mount_opts *o,
-			 struct cat_error *err)
+/* The resync after a crash runs beside the service, as md's does: the
+ * mirror serves a stale chunk from the authoritative disk until it is
+ * copied, so the volume is usable at once and `catamaran status` shows
+ * what is left. It is joined before the mirror is closed. */
+struct online_resync {
+	pthread_t thread;
+	bool started;
+	struct mirror *m;
+};
+
+static void *resync_main(void *arg)
 {
-	if (mirror_stale_chunks(m) == 0 && mirror_rebuilding_leg(m) < 0)
-		return 0;
+	struct online_resync *rs = arg;
 	struct resync_result res;
-	return recovery_resync(m, o->progress, o->progress_ctx, &res, err);
+	struct cat_error err = { 0 };
+	int r = recovery_resync(rs->m, NULL, NULL, &res, &err);
+	if (r)
+		cat_log(CAT_LOG_ERROR, "resync failed: %s", err.msg);
+	else
+		cat_log(CAT_LOG_INFO, "resync done: %llu chunks, %llu blocks copied in %.1f s%s",
+			(unsigned long long)res.chunks, (unsigned long long)res.blocks_copied,
+			res.seconds, res.degraded ? " - the disk being rebuilt failed" : "");
+	return NULL;
+}
+
+static void start_resync(struct online_resync *rs, struct mirror *m)
+{
+	rs->m = m;
+	if (mirror_stale_chunks(m) == 0 && mirror_rebuilding_leg(m) < 0)
+		return;
+	cat_log(CAT_LOG_INFO, "resyncing %llu stale chunk(s) online",
+		(unsigned long long)mirror_stale_chunks(m));
+	rs->started = pthread_create(&rs->thread, NULL, resync_main, rs) == 0;
+	if (!rs->started)      /* no thread: do it now, before serving */
+		resync_main(rs);
+}
+
+static void join_resync(struct online_resync *rs)
+{
+	if (rs->started)
+		pthread_join(rs->thread, NULL);
+	rs->started = false;
 }
 
 /* "-o" options for libfuse, from ours. */
@@ -93,19 +129,23 @@ static int run_session(struct fs *fs, const struct cat_mount_opts *o, struct cat
 
 int cat_daemon_serve(struct mirror *m, const struct cat_mount_opts *o, struct cat_error *err)
 {
-	int r = o->read_only ? 0 : finish_resync(m, o, err);
+	struct online_resync rs = { .started = false };
+	if (!o->read_only)
+		start_resync(&rs, m);
+	int r = 0;
 	struct fs *fs = NULL;
-	if (!r) {
+	{
 		struct fs_opts fo = { .cache_bytes = o->cache_bytes, .sync = o->sync,
 				      .read_only = o->read_only };
 		r = fs_mount(mirror_bdev(m), &fo, &fs, err);
 	}
 	struct control *ctl = NULL;
 	if (!r)
-		r = control_start(o->mountpoint, m, fs, &ctl, err);
+		r = control_start(o->mountpoint, m, fs, &o->test, &ctl, err);
 	if (!r)
 		r = run_session(fs, o, err);
 	control_stop(ctl);   /* waits for a rebuild or scrub it is running */
+	join_resync(&rs);
 	if (fs) {
 		int r2 = fs_unmount(fs);
 		if (!r && r2)

@@ -1,14 +1,16 @@
 /*
  * daemon.h - serve a Catamaran volume through FUSE until it is unmounted.
  *
- * cat_daemon_serve(): with an assembled mirror, finish its recovery (resync
- * of stale chunks, with progress), mount the filesystem engine (journal
+ * cat_daemon_serve(): with an assembled mirror, start the resync of its
+ * stale chunks in a background thread (the volume is served meanwhile; the
+ * log and `status` tell its progress), mount the filesystem engine (journal
  * replay, orphan reclaim), clean up a dead FUSE mount left on the
  * mountpoint by a killed daemon, mount with the libfuse3 low-level API, call
  * ready(), and run the multi-threaded session loop until the filesystem is
  * unmounted (umount, fusermount3 -u) or SIGTERM/SIGINT/SIGHUP arrives. Then
- * in-flight operations complete, the engine commits and checkpoints, and
- * the mirror is closed clean, so the next mount needs no resync.
+ * in-flight operations complete, a running resync is waited for, the
+ * engine commits and checkpoints, and the mirror is closed clean, so the
+ * next mount needs no resync.
  *
  * The mirror is the caller's before the call and closed by it (always).
  * Process-level work (forking into the background) is the caller's: it must
@@ -22,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fuse/control.h"
 #include "fuse/fuse_ops.h"
 #include "recovery/recovery.h"
 
@@ -34,10 +37,9 @@ struct cat_mount_opts {
 	bool allow_other, default_permissions, read_only, sync;
 	size_t cache_bytes;        /* 0 = engine default */
 	struct cat_fuse_config fuse;
-	progress_fn progress;      /* recovery progress; may be NULL */
-	void *progress_ctx;
 	void (*ready)(void *arg);  /* called once mounted */
 	void *ready_arg;
+	struct control_test_hooks test;  /* tests only (power-cut); zero = none */
 };
 
 int cat_daemon_serve(struct mirror *m, const struct cat_mount_opts *o, struct cat_error *err);

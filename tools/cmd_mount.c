@@ -21,6 +21,7 @@
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/base/util.h"
+#include "blockdev/testdev/crash_disk.h"
 #include "fuse/daemon.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -28,9 +29,11 @@
 static const char mount_usage[] =
 	"Usage: catamaran mount [-f] [-o OPTIONS] DISK1 DISK2 MOUNTPOINT\n"
 	"\n"
-	"Assemble the mirror of DISK1 and DISK2, finish any recovery (resync of\n"
-	"stale chunks, journal replay, orphan cleanup) and serve the filesystem at\n"
-	"MOUNTPOINT. Runs in the background unless -f; returns once mounted.\n"
+	"Assemble the mirror of DISK1 and DISK2, recover (journal replay, orphan\n"
+	"cleanup) and serve the filesystem at MOUNTPOINT; stale chunks of the\n"
+	"mirror are resynced in the background meanwhile ('catamaran status\n"
+	"MOUNTPOINT' shows the progress). Runs in the background unless -f;\n"
+	"returns once mounted.\n"
 	"Unmount with 'umount MOUNTPOINT' (or fusermount3 -u, or SIGTERM).\n"
 	"\n"
 	"Options:\n"
@@ -45,11 +48,17 @@ static const char mount_usage[] =
 	"       entry_timeout=S, attr_timeout=S   kernel cache (default 1 s)\n"
 	"       noreaddirplus        plain readdir only\n"
 	"       max_write=SIZE       largest write request (default 1M)\n"
+	"       crashtest=SEED       TESTS ONLY: each disk under a simulated volatile\n"
+	"                            write cache; 'power-cut' on the control socket\n"
+	"                            then loses unflushed writes and kills the daemon\n"
+	"                            (catamaran torture --scenario power)\n"
 	"  -h, --help            show this help\n"
 	"Exit status: 0 mounted (and, with -f, unmounted cleanly), 2 error.\n";
 
 struct mount_args {
 	bool foreground;
+	bool crashtest;
+	uint64_t crash_seed;
 	struct cat_mount_opts o;
 	const char *disk[2];
 };
@@ -62,6 +71,17 @@ static int parse_double(const char *v, double *out)
 	if (errno || *end || d < 0 || d > 86400)
 		return -1;
 	*out = d;
+	return 0;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *end)
+		return -1;
+	*out = n;
 	return 0;
 }
 
@@ -92,6 +112,8 @@ static int parse_one(struct mount_args *a, char *opt)
 	else if (!strcmp(opt, "max_write") && val && parse_size(val, &size) == 0 &&
 		 size >= 4096 && size <= (1u << 20))
 		o->fuse.max_write = (unsigned)size;
+	else if (!strcmp(opt, "crashtest") && val && parse_u64(val, &a->crash_seed) == 0)
+		a->crashtest = true;
 	else if (!strcmp(opt, "entry_timeout") && val && !parse_double(val, &o->fuse.entry_timeout))
 		;
 	else if (!strcmp(opt, "attr_timeout") && val && !parse_double(val, &o->fuse.attr_timeout))
@@ -231,6 +253,55 @@ static int go_background(void)
 	return 0;
 }
 
+/* ---- -o crashtest=SEED (tests only) ----
+ * Each disk sits under a crash disk (blockdev/testdev/crash_disk.h): a
+ * volatile write cache that keeps what was not flushed in memory. The
+ * control socket's "power-cut" then lets a random part of the unflushed
+ * blocks of each disk reach it, independently, and kills the process: the
+ * disks are left as a power failure would leave them. The backing disks
+ * are never closed here: the process ends with them (a clean unmount
+ * writes the caches back through mirror_close first). */
+static struct {
+	struct crash_clock clock;
+	struct bdev *cached[2];
+} crashtest;
+
+static void crashtest_power_cut(void *arg)
+{
+	(void)arg;
+	crash_clock_arm(&crashtest.clock, 0);
+	for (int i = 0; i < 2; i++)
+		crash_disk_crash(crashtest.cached[i]);
+	_exit(137);      /* as kill -9 would: nothing else runs */
+}
+
+static int open_crashtest_mirror(struct mount_args *a, const struct mirror_opts *mo,
+				 struct mirror **m)
+{
+	struct bdev *raw[2];
+	int r = cli_open_disks("mount", a->disk[0], a->disk[1], 0, raw);
+	if (r < 0)
+		return r;
+	crash_clock_init(&crashtest.clock);
+	for (int i = 0; i < 2; i++) {
+		crashtest.cached[i] = crash_disk_create(raw[i], &crashtest.clock,
+							a->crash_seed * 2 + (uint64_t)i, 50);
+		if (!crashtest.cached[i]) {
+			fprintf(stderr, "catamaran mount: out of memory\n");
+			return -ENOMEM;
+		}
+	}
+	struct cat_error err = { 0 };
+	r = mirror_open(crashtest.cached, mo, m, &err);
+	if (r < 0) {
+		fprintf(stderr, "catamaran mount: %s\n", err.msg[0] ? err.msg : strerror(-r));
+		return r;
+	}
+	a->o.test = (struct control_test_hooks){ .power_cut = crashtest_power_cut };
+	cat_log(CAT_LOG_WARN, "mounted with -o crashtest: simulated write caches, for tests only");
+	return 0;
+}
+
 static char fsname[600];
 
 int cmd_mount(int argc, char **argv)
@@ -245,17 +316,16 @@ int cmd_mount(int argc, char **argv)
 		return 2;
 	struct mirror *m;
 	struct mirror_opts mo = { .readonly = false };
-	if (cli_open_mirror("mount", a.disk[0], a.disk[1], &mo, &m) < 0)
+	if (a.crashtest ? open_crashtest_mirror(&a, &mo, &m) < 0
+			: cli_open_mirror("mount", a.disk[0], a.disk[1], &mo, &m) < 0)
 		return 2;
 	char *abs = realpath(a.disk[0], NULL);
 	snprintf(fsname, sizeof(fsname), "catamaran:%s", abs ? abs : a.disk[0]);
 	free(abs);
 	a.o.fsname = fsname;
-	a.o.progress = cli_progress;
 	a.o.ready = on_ready;
 	struct cat_error err = { 0 };
 	r = cat_daemon_serve(m, &a.o, &err);
-	cli_progress_end();
 	if (r) {
 		cat_log(CAT_LOG_ERROR, "mount %s: %s", a.o.mountpoint, err.msg);
 		if (ready_fd >= 0)

@@ -474,6 +474,23 @@ static int fd_size(int fd, const struct stat *st, uint64_t *bytes)
 	return 0;
 }
 
+/* Exclusive opens and locks wait up to LOCK_WAIT_MS: a process killed a
+ * moment ago keeps its files (its O_EXCL claim on a block device, its flock)
+ * until the kernel has torn down its io_uring, and a daemon just unmounted
+ * (umount returns at once) is still writing its last checkpoint and closing
+ * the mirror clean. */
+#define LOCK_WAIT_MS 5000
+
+static int open_waiting(const char *path, int oflags)
+{
+	for (int waited = 0;; waited += 20) {
+		int fd = open(path, oflags);
+		if (fd >= 0 || errno != EBUSY || !(oflags & O_EXCL) || waited >= LOCK_WAIT_MS)
+			return fd;
+		usleep(20 * 1000);
+	}
+}
+
 static int open_checked(const char *path, unsigned flags, bool *is_blk, struct cat_error *err)
 {
 	struct stat st;
@@ -487,7 +504,7 @@ static int open_checked(const char *path, unsigned flags, bool *is_blk, struct c
 	oflags |= (flags & URING_DISK_READONLY) ? O_RDONLY : O_RDWR;
 	if (*is_blk && !(flags & URING_DISK_READONLY))
 		oflags |= O_EXCL; /* refuse a device that is mounted or claimed */
-	int fd = open(path, oflags);
+	int fd = open_waiting(path, oflags);
 	if (fd < 0 && errno == EINVAL) {
 		/* A filesystem without O_DIRECT (old tmpfs): buffered I/O with
 		 * fdatasync is still correct, only slower. */
@@ -510,11 +527,7 @@ static int open_checked(const char *path, unsigned flags, bool *is_blk, struct c
 	return fd;
 }
 
-/* Exclusive lock, waiting up to LOCK_WAIT_MS: a process killed a moment
- * ago keeps its lock until the kernel has torn down its io_uring, and a
- * daemon just unmounted (umount returns at once) is still writing its last
- * checkpoint and closing the mirror clean. */
-#define LOCK_WAIT_MS 5000
+/* Exclusive lock, waiting up to LOCK_WAIT_MS (see open_waiting). */
 static int lock_disk(int fd)
 {
 	for (int waited = 0;; waited += 20) {
