@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{ "fsck", cmd_fsck },
 	{ "bench", cmd_bench },
 	{ "mail", cmd_mail },
+	{ "torture", cmd_torture },
 };
 
 static const char usage[] =
@@ -44,7 +45,9 @@ static const char usage[] =
 	"  bench blockdev ...     benchmark the block device layer\n"
 	"  bench fs ...           time Maildir deliveries on the filesystem (in-process)\n"
 	"  bench maildir DIR      time the same deliveries in any directory\n"
+	"  bench mail DIR         the Mailboat workload on the mail store, requests/s\n"
 	"  mail serve|adduser ... SMTP and POP3 servers on Maildir mailboxes\n"
+	"  torture WORKDIR        kill -9, power cuts and disk pulls under mail load, verified\n"
 	"\n"
 	"Run 'catamaran help COMMAND' or 'catamaran COMMAND --help' for the options.\n"
 	"Exit status: 0 success, 1 a problem was found or left (see each command),\n"

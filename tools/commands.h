@@ -25,6 +25,8 @@ int cmd_bench(int argc, char **argv);   /* bench blockdev|fs|maildir ... */
 /* Called by cmd_bench with argv[0] = "fs" / "maildir" (cmd_bench_fs.c). */
 int cmd_bench_fs(int argc, char **argv);
 int cmd_bench_maildir(int argc, char **argv);
+int cmd_bench_mail(int argc, char **argv);   /* bench mail: Mailboat workload (cmd_bench_mail.c) */
 int cmd_mail(int argc, char **argv);    /* mail serve|adduser (cmd_mail.c) */
+int cmd_torture(int argc, char **argv); /* torture/cmd_torture.c */
 
 #endif

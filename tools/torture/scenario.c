@@ -1,0 +1,204 @@
+/*
+ * scenario.c - what each torture scenario inflicts, and how the service is
+ * brought back (torture.h).
+ *
+ * Each function is called with the volume mounted, the mail server up and
+ * the load running; it waits a random part of the cycle, strikes, restores
+ * the service and lets the load go on for the rest of the cycle. Errors of
+ * the load are excused only inside load_window_open/close, which only the
+ * scenarios that stop the service (kill, kill-mail, power, the kill of
+ * pull-during-resync) open: losing one disk must cost the load nothing.
+ * The recovery time runs from the strike until the service is back (mail
+ * server greeting again; for disk pulls: until the replacement is rebuilt).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tools/torture/torture.h"
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void sleep_seconds(double s)
+{
+	if (s > 0)
+		usleep((useconds_t)(s * 1e6));
+}
+
+/* A random moment in the first 80% of the cycle (at least 0.2 s of load). */
+static double strike_at(uint64_t *rng, double seconds)
+{
+	return 0.2 + (double)(rnd(rng) % 1000) / 1000.0 * (seconds * 0.8 - 0.2);
+}
+
+/* The daemon is gone (killed or powered off): the mail server's files are
+ * on a dead mount, so it goes too; remount, restart it. */
+static int restart_all(struct volume *v)
+{
+	volume_mailer_kill(v, SIGKILL);
+	int r = volume_mount(v);
+	return r ? r : volume_mailer_start(v);
+}
+
+static int run_kill(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+		    struct cycle_result *res)
+{
+	double at = strike_at(rng, seconds);
+	sleep_seconds(at);
+	load_window_open(ld);
+	tlog(v, "kill -9 the filesystem daemon (pid %d)", (int)v->daemon);
+	volume_daemon_kill(v);
+	double t0 = now_seconds();
+	int r = restart_all(v);
+	res->recovery_s = now_seconds() - t0;
+	load_window_close(ld);
+	sleep_seconds(seconds - at);
+	return r;
+}
+
+static int run_kill_mail(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+			 struct cycle_result *res)
+{
+	double at = strike_at(rng, seconds);
+	sleep_seconds(at);
+	load_window_open(ld);
+	tlog(v, "kill -9 the mail server (pid %d)", (int)v->mailer);
+	volume_mailer_kill(v, SIGKILL);
+	double t0 = now_seconds();
+	int r = volume_mailer_start(v);
+	res->recovery_s = now_seconds() - t0;
+	load_window_close(ld);
+	sleep_seconds(seconds - at);
+	return r;
+}
+
+static int run_power(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+		     struct cycle_result *res)
+{
+	double at = strike_at(rng, seconds);
+	sleep_seconds(at);
+	load_window_open(ld);
+	tlog(v, "power cut (daemon pid %d)", (int)v->daemon);
+	int r = volume_control(v, "power-cut", NULL, 0);
+	if (r != -EPIPE)
+		return tlog(v, "power-cut: unexpected answer %d", r), -EPROTO;
+	volume_daemon_kill(v);           /* reap it */
+	double t0 = now_seconds();
+	v->crash_seed = rnd(rng) | 1;    /* a new cut pattern for the next one */
+	r = restart_all(v);
+	res->recovery_s = now_seconds() - t0;
+	load_window_close(ld);
+	sleep_seconds(seconds - at);
+	return r;
+}
+
+/* Fail leg under load (half the time a real pull when the disks are loop
+ * devices), let the degraded array serve a while, replace, rebuild. */
+static int pull_and_replace(struct volume *v, uint64_t *rng, int leg, double degraded_s)
+{
+	bool real = rnd(rng) & 1;
+	tlog(v, "pull disk %d (%s)", leg + 1, real && v->loop ? "loop device" : "control channel");
+	int r = volume_pull(v, leg, real);
+	if (r)
+		return tlog(v, "pull failed: %s", strerror(-r)), r;
+	sleep_seconds(degraded_s);
+	r = volume_replace(v, leg);
+	if (r)
+		tlog(v, "replace failed: %s", strerror(-r));
+	return r;
+}
+
+static int run_pull(struct volume *v, int leg, uint64_t *rng, double seconds,
+		    struct cycle_result *res)
+{
+	double at = strike_at(rng, seconds);
+	sleep_seconds(at);
+	double t0 = now_seconds();
+	int r = pull_and_replace(v, rng, leg, 0.5);
+	res->recovery_s = now_seconds() - t0;
+	sleep_seconds(seconds - at - res->recovery_s);
+	return r;
+}
+
+static int run_pull1(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+		     struct cycle_result *res)
+{
+	(void)ld;
+	return run_pull(v, 0, rng, seconds, res);
+}
+
+static int run_pull2(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+		     struct cycle_result *res)
+{
+	(void)ld;
+	return run_pull(v, 1, rng, seconds, res);
+}
+
+static int run_pull_then_other(struct volume *v, struct load *ld, uint64_t *rng,
+			       double seconds, struct cycle_result *res)
+{
+	(void)ld;
+	double at = strike_at(rng, seconds / 2);
+	sleep_seconds(at);
+	double t0 = now_seconds();
+	int r = pull_and_replace(v, rng, 0, 0.3);
+	sleep_seconds(seconds / 4);
+	if (!r)
+		r = pull_and_replace(v, rng, 1, 0.3);
+	res->recovery_s = now_seconds() - t0;
+	sleep_seconds(seconds - at - res->recovery_s);
+	return r;
+}
+
+/* kill -9, remount (the resync of the chunks dirty at the kill starts in
+ * the background), and fail the disk being resynced at once. */
+static int run_pull_during_resync(struct volume *v, struct load *ld, uint64_t *rng,
+				  double seconds, struct cycle_result *res)
+{
+	double at = strike_at(rng, seconds);
+	sleep_seconds(at);
+	load_window_open(ld);
+	tlog(v, "kill -9 the filesystem daemon (pid %d), then pull during the resync",
+	     (int)v->daemon);
+	volume_daemon_kill(v);
+	double t0 = now_seconds();
+	volume_mailer_kill(v, SIGKILL);
+	int r = volume_mount(v), auth = 0;
+	long stale = r ? r : volume_stale_chunks(v, &auth);
+	if (stale < 0)
+		return (int)stale;
+	res->resync_hit = stale > 0;
+	int leg = auth == 0 ? 1 : 0;     /* the disk the resync copies to */
+	tlog(v, "%ld stale chunk(s) left; failing disk %d", stale, leg + 1);
+	r = volume_pull(v, leg, false);  /* at once: a loop pull waits for I/O */
+	if (!r)
+		r = volume_mailer_start(v);
+	res->recovery_s = now_seconds() - t0;
+	load_window_close(ld);
+	if (!r)
+		r = volume_replace(v, leg);
+	sleep_seconds(seconds - at - (now_seconds() - t0));
+	return r;
+}
+
+const struct scenario scenarios[] = {
+	{ "kill", "kill -9 the filesystem daemon under load, remount", run_kill, false },
+	{ "kill-mail", "kill -9 the mail server under load, restart it", run_kill_mail, false },
+	{ "pull-disk1", "fail disk 1 under load, replace it, rebuild online", run_pull1, false },
+	{ "pull-disk2", "fail disk 2 under load, replace it, rebuild online", run_pull2, false },
+	{ "pull-during-resync", "kill -9, remount, fail a disk while it resyncs",
+	  run_pull_during_resync, false },
+	{ "pull-then-other", "fail disk 1, rebuild it, then fail disk 2, rebuild it",
+	  run_pull_then_other, false },
+	{ "power", "power cut: unflushed writes lost independently per disk", run_power, true },
+};
+const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);
