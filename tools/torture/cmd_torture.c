@@ -237,6 +237,16 @@ static void print_json(struct scenario_stats *st, size_t n, uint64_t seed, int v
 
 /* ---- cycles ---- */
 
+/* Ctrl-C or SIGTERM ends the run after the cycle in progress: the volume is
+ * unmounted, the loop devices detached and the summary printed. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 static void progress(const struct torture_args *a, const struct scenario_stats *s,
 		     bool final)
 {
@@ -337,7 +347,7 @@ static int run_scenario(const struct torture_args *a, const struct scenario *sc,
 		if (!r)
 			r = start_service(v);
 	}
-	while (!r && s->cycles < a->cycles) {
+	while (!r && s->cycles < a->cycles && !interrupted) {
 		r = one_cycle(a, sc, v, l, viol, rng, s);
 		take_violations(viol, s, before);
 		progress(a, s, false);
@@ -406,7 +416,10 @@ int cmd_torture(int argc, char **argv)
 		fprintf(stderr, "catamaran torture: %s: %s\n", path, strerror(-r));
 	uint64_t rng = a.seed;
 	size_t ns = 0;
-	for (size_t i = 0; i < nscenarios && !r; i++)
+	struct sigaction sa = { .sa_handler = on_interrupt };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	for (size_t i = 0; i < nscenarios && !r && !interrupted; i++)
 		if (!strcmp(a.scenario, "all") || !strcmp(a.scenario, scenarios[i].name))
 			r = run_scenario(&a, &scenarios[i], &v, l, &viol, &rng, &stats[ns++]);
 	if (r)
@@ -421,7 +434,8 @@ int cmd_torture(int argc, char **argv)
 	else
 		print_table(stats, ns);
 	if (!a.json)
-		printf("%s\n", r ? "ERROR: the run could not finish" :
-		       verdict ? "VIOLATIONS FOUND" : "no violation");
+		printf("%s%s\n", r ? "ERROR: the run could not finish" :
+		       verdict ? "VIOLATIONS FOUND" : "no violation",
+		       interrupted ? " (interrupted: fewer cycles than asked)" : "");
 	return r ? 2 : verdict;
 }
