@@ -11,10 +11,12 @@
  * The recovery time runs from the strike until the service is back (mail
  * server greeting again; for disk pulls: until the replacement is rebuilt).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -190,6 +192,37 @@ static int run_pull_during_resync(struct volume *v, struct load *ld, uint64_t *r
 	return r;
 }
 
+/* Not a failure of ours but a test of the checker: cut one delivered
+ * message in half behind the server's back. The cycle must report it
+ * (partial, and lost if it was acknowledged) - `all` does not run it. */
+static int run_selftest_damage(struct volume *v, struct load *ld, uint64_t *rng,
+			       double seconds, struct cycle_result *res)
+{
+	(void)ld;
+	(void)res;
+	sleep_seconds(seconds / 2);
+	int r = -ENOENT;
+	for (int u = 0; u < TORTURE_USERS && r; u++) {
+		char dir[800], path[1100];
+		snprintf(dir, sizeof(dir), "%s/user%d/new", v->root, (int)((rnd(rng) + (uint64_t)u) % TORTURE_USERS));
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		struct stat st;
+		while (d && r && (de = readdir(d)))
+			if (de->d_name[0] != '.') {
+				snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+				if (stat(path, &st) == 0 && truncate(path, st.st_size / 2) == 0) {
+					tlog(v, "self-test: cut %s to half", path);
+					r = 0;
+				}
+			}
+		if (d)
+			closedir(d);
+	}
+	sleep_seconds(seconds / 2);
+	return r;
+}
+
 const struct scenario scenarios[] = {
 	{ "kill", "kill -9 the filesystem daemon under load, remount", run_kill, false },
 	{ "kill-mail", "kill -9 the mail server under load, restart it", run_kill_mail, false },
@@ -200,5 +233,7 @@ const struct scenario scenarios[] = {
 	{ "pull-then-other", "fail disk 1, rebuild it, then fail disk 2, rebuild it",
 	  run_pull_then_other, false },
 	{ "power", "power cut: unflushed writes lost independently per disk", run_power, true },
+	{ "selftest-damage", "(not in all) cut a message in half behind the server's back: "
+	  "the checker must report it", run_selftest_damage, false },
 };
 const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);
