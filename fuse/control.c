@@ -211,6 +211,14 @@ static void do_replace(struct conn *cn, const char *which, const char *path)
 	struct bdev *dev;
 	if (parse_disk(which, &leg))
 		{ finish(cn, -EINVAL, "the disk is 1 or 2"); return; }
+	/* A resync still running (the one after mount) ends at its next chunk
+	 * once the disk it copies to or from has failed; the new disk must not
+	 * join it halfway, so wait for it to end. */
+	for (int waited = 0; recovery_resync_running(cn->c->m); waited++) {
+		if (waited == 0)
+			say(cn, "O waiting for the running resync to end");
+		usleep(100 * 1000);
+	}
 	int r = uring_disk_open(path, 0, &dev, &err);
 	if (r)
 		{ finish(cn, r, err.msg); return; }

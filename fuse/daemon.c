@@ -43,6 +43,7 @@ struct online_resync {
 	pthread_t thread;
 	bool started;
 	struct mirror *m;
+	uint64_t limit;       /* bytes/s, 0 = none (-o resync_limit) */
 };
 
 static void *resync_main(void *arg)
@@ -50,7 +51,11 @@ static void *resync_main(void *arg)
 	struct online_resync *rs = arg;
 	struct resync_result res;
 	struct cat_error err = { 0 };
+	/* the limit is for this resync only: a rebuild asked for by `disk
+	 * replace` cannot start before it ends and runs at full speed */
+	recovery_set_resync_limit(rs->limit);
 	int r = recovery_resync(rs->m, NULL, NULL, &res, &err);
+	recovery_set_resync_limit(0);
 	if (r)
 		cat_log(CAT_LOG_ERROR, "resync failed: %s", err.msg);
 	else
@@ -60,9 +65,10 @@ static void *resync_main(void *arg)
 	return NULL;
 }
 
-static void start_resync(struct online_resync *rs, struct mirror *m)
+static void start_resync(struct online_resync *rs, struct mirror *m, uint64_t limit)
 {
 	rs->m = m;
+	rs->limit = limit;
 	if (mirror_stale_chunks(m) == 0 && mirror_rebuilding_leg(m) < 0)
 		return;
 	cat_log(CAT_LOG_INFO, "resyncing %llu stale chunk(s) online",
@@ -131,7 +137,7 @@ int cat_daemon_serve(struct mirror *m, const struct cat_mount_opts *o, struct ca
 {
 	struct online_resync rs = { .started = false };
 	if (!o->read_only)
-		start_resync(&rs, m);
+		start_resync(&rs, m, o->resync_limit);
 	int r = 0;
 	struct fs *fs = NULL;
 	{

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fuse/control.h"
 #include "fuse/fuse_ops.h"
@@ -36,6 +37,7 @@ struct cat_mount_opts {
 	const char *fsname;        /* shown in /proc/mounts */
 	bool allow_other, default_permissions, read_only, sync;
 	size_t cache_bytes;        /* 0 = engine default */
+	uint64_t resync_limit;     /* bytes/s of the resync after mount; 0 = none */
 	struct cat_fuse_config fuse;
 	void (*ready)(void *arg);  /* called once mounted */
 	void *ready_arg;

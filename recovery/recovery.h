@@ -35,6 +35,14 @@ struct resync_result {
 	double seconds;
 };
 
+/* Whether a recovery_resync of m is running now. */
+bool recovery_resync_running(struct mirror *m);
+
+/* A speed limit for resyncs, in bytes per second of chunks visited (0: none,
+ * the default), like md's speed_limit_max: keeps a background resync from
+ * starving the service. Process-wide; takes effect at the next chunk. */
+void recovery_set_resync_limit(uint64_t bytes_per_second);
+
 /* Copy every stale chunk to the rebuilding leg, then mark it in sync.
  * Returns 0 (also when nothing was stale), -EIO when the source failed. */
 int recovery_resync(struct mirror *m, progress_fn progress, void *ctx,

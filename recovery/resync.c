@@ -7,6 +7,8 @@
 #include "recovery/recovery.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,6 +53,16 @@ static void release(struct mirror *m)
 	pthread_mutex_unlock(&active_lock);
 }
 
+bool recovery_resync_running(struct mirror *m)
+{
+	bool running = false;
+	pthread_mutex_lock(&active_lock);
+	for (int i = 0; i < MAX_ACTIVE_RESYNCS; i++)
+		running |= active[i] == m;
+	pthread_mutex_unlock(&active_lock);
+	return running;
+}
+
 static bool any_leg_out_of_sync(struct mirror *m)
 {
 	struct mirror_status st;
@@ -69,6 +81,25 @@ static int copy_failed(const char *src, uint64_t chunk, int rc, struct cat_error
 }
 
 /* Walk the stale chunks, wrapping around while some remain. */
+static _Atomic uint64_t resync_limit;   /* bytes/s, 0 = none */
+
+void recovery_set_resync_limit(uint64_t bytes_per_second)
+{
+	atomic_store(&resync_limit, bytes_per_second);
+}
+
+/* Sleep until chunks chunks of chunk_bytes have taken their share of time. */
+static void keep_resync_limit(uint64_t start_ns, uint64_t chunks, uint64_t chunk_bytes)
+{
+	uint64_t limit = atomic_load(&resync_limit);
+	if (!limit)
+		return;
+	uint64_t due = start_ns + (uint64_t)((double)chunks * (double)chunk_bytes / (double)limit * 1e9);
+	uint64_t now = now_ns();
+	if (due > now)
+		usleep((useconds_t)((due - now) / 1000));
+}
+
 static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 			     struct resync_result *res, struct cat_error *err)
 {
@@ -78,7 +109,8 @@ static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 	snprintf(src, sizeof(src), "%s", st.authoritative >= 0 ?
 		 st.leg[st.authoritative].name : "the authoritative disk");
 
-	uint64_t total = mirror_stale_chunks(m), last_ns = now_ns();
+	uint64_t total = mirror_stale_chunks(m), last_ns = now_ns(), start_ns = last_ns;
+	uint64_t chunk_bytes = (uint64_t)st.chunk_blocks * BDEV_BLOCK_SIZE;
 	uint64_t from = 0;
 
 	for (int pass = 0; pass < MAX_PASSES;) {
@@ -103,6 +135,7 @@ static int copy_stale_chunks(struct mirror *m, progress_fn progress, void *ctx,
 		if (res->chunks > total)
 			total = res->chunks; /* chunks went stale behind us */
 		progress_tick(progress, ctx, "resync", &last_ns, res->chunks, total);
+		keep_resync_limit(start_ns, res->chunks, chunk_bytes);
 		from = (uint64_t)chunk + 1;
 	}
 	if (progress)

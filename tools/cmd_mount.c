@@ -48,6 +48,8 @@ static const char mount_usage[] =
 	"       entry_timeout=S, attr_timeout=S   kernel cache (default 1 s)\n"
 	"       noreaddirplus        plain readdir only\n"
 	"       max_write=SIZE       largest write request (default 1M)\n"
+	"       resync_limit=SIZE    speed limit per second of the resync after\n"
+	"                            mount (e.g. 50M; default: none)\n"
 	"       crashtest=SEED       TESTS ONLY: each disk under a simulated volatile\n"
 	"                            write cache; 'power-cut' on the control socket\n"
 	"                            then loses unflushed writes and kills the daemon\n"
@@ -112,6 +114,8 @@ static int parse_one(struct mount_args *a, char *opt)
 	else if (!strcmp(opt, "max_write") && val && parse_size(val, &size) == 0 &&
 		 size >= 4096 && size <= (1u << 20))
 		o->fuse.max_write = (unsigned)size;
+	else if (!strcmp(opt, "resync_limit") && val && parse_size(val, &size) == 0)
+		o->resync_limit = size;
 	else if (!strcmp(opt, "crashtest") && val && parse_u64(val, &a->crash_seed) == 0)
 		a->crashtest = true;
 	else if (!strcmp(opt, "entry_timeout") && val && !parse_double(val, &o->fuse.entry_timeout))

@@ -341,9 +341,11 @@ static int run_scenario(const struct torture_args *a, const struct scenario *sc,
 				    atomic_load(&viol->unexpected_errors) };
 	s->sc = sc;
 	int r = 0;
-	if (sc->crashtest != (v->crash_seed != 0)) {   /* remount with(out) crashtest */
+	bool same_limit = !sc->resync_limit == !v->resync_limit;
+	if (sc->crashtest != (v->crash_seed != 0) || !same_limit) {   /* other mount options */
 		r = volume_unmount(v);
 		v->crash_seed = sc->crashtest ? (*rng | 1) : 0;
+		v->resync_limit = sc->resync_limit;
 		if (!r)
 			r = start_service(v);
 	}

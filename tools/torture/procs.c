@@ -156,7 +156,10 @@ static int format_disks(struct volume *v)
 {
 	char size[32];
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)v->size);
-	char *argv[] = { (char *)v->self, "format", "--force", "--size", size,
+	/* 4 MiB bitmap chunks: the resync after a kill then has whole
+	 * megabytes to compare, long enough for pull-during-resync to strike
+	 * while it runs. */
+	char *argv[] = { (char *)v->self, "format", "--force", "--size", size, "--chunk", "4M",
 			 v->disk[0], v->disk[1], NULL };
 	return run(v, argv, NULL) == 0 ? 0 : -EIO;
 }
@@ -250,12 +253,13 @@ static bool is_mounted(const char *mnt)
 
 int volume_mount(struct volume *v)
 {
-	char opts[64];
-	snprintf(opts, sizeof(opts), "crashtest=%llu", (unsigned long long)v->crash_seed);
+	char opts[128];
+	snprintf(opts, sizeof(opts), "resync_limit=%s", v->resync_limit ? v->resync_limit : "0");
+	if (v->crash_seed)
+		snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), ",crashtest=%llu",
+			 (unsigned long long)v->crash_seed);
 	char *argv[] = { (char *)v->self, "mount", "-f", "-o", opts, v->disk[0], v->disk[1],
 			 v->mnt, NULL };
-	if (!v->crash_seed)   /* drop "-o crashtest=" */
-		memmove(&argv[3], &argv[5], 4 * sizeof(char *));
 	v->daemon = spawn(v, argv, NULL);
 	if (v->daemon < 0)
 		return -errno;

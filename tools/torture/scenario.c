@@ -224,16 +224,18 @@ static int run_selftest_damage(struct volume *v, struct load *ld, uint64_t *rng,
 }
 
 const struct scenario scenarios[] = {
-	{ "kill", "kill -9 the filesystem daemon under load, remount", run_kill, false },
-	{ "kill-mail", "kill -9 the mail server under load, restart it", run_kill_mail, false },
-	{ "pull-disk1", "fail disk 1 under load, replace it, rebuild online", run_pull1, false },
-	{ "pull-disk2", "fail disk 2 under load, replace it, rebuild online", run_pull2, false },
+	{ "kill", "kill -9 the filesystem daemon under load, remount", run_kill, false, NULL },
+	{ "kill-mail", "kill -9 the mail server under load, restart it", run_kill_mail, false, NULL },
+	{ "pull-disk1", "fail disk 1 under load, replace it, rebuild online", run_pull1, false, NULL },
+	{ "pull-disk2", "fail disk 2 under load, replace it, rebuild online", run_pull2, false, NULL },
+	/* A resync limit of 8 MiB/s makes the resync of a few 4 MiB chunks
+	 * last long enough to be caught. */
 	{ "pull-during-resync", "kill -9, remount, fail a disk while it resyncs",
-	  run_pull_during_resync, false },
+	  run_pull_during_resync, false, "8M" },
 	{ "pull-then-other", "fail disk 1, rebuild it, then fail disk 2, rebuild it",
-	  run_pull_then_other, false },
-	{ "power", "power cut: unflushed writes lost independently per disk", run_power, true },
+	  run_pull_then_other, false, NULL },
+	{ "power", "power cut: unflushed writes lost independently per disk", run_power, true, NULL },
 	{ "selftest-damage", "(not in all) cut a message in half behind the server's back: "
-	  "the checker must report it", run_selftest_damage, false },
+	  "the checker must report it", run_selftest_damage, false, NULL },
 };
 const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);

@@ -130,6 +130,7 @@ struct volume {
 	pid_t daemon, mailer;
 	uint16_t smtp_port, pop3_port;
 	uint64_t crash_seed;      /* nonzero: mount -o crashtest=SEED */
+	const char *resync_limit; /* mount -o resync_limit= (NULL: none) */
 	const char *self;         /* path of this catamaran binary */
 };
 
@@ -175,6 +176,7 @@ struct scenario {
 	const char *what;
 	scenario_fn run;
 	bool crashtest;          /* mount -o crashtest */
+	const char *resync_limit;/* mount -o resync_limit (NULL: none) */
 };
 
 extern const struct scenario scenarios[];
