@@ -1,15 +1,23 @@
 /*
  * cmd_mail.c - `catamaran mail serve` (the SMTP and POP3 servers of
  * core/mail/server.h on a Maildir root) and `catamaran mail adduser`.
+ *
+ * serve raises its open-file limit to the hard limit, then waits for
+ * signals on the main thread: SIGHUP reloads the users file (swapped into
+ * the running server; a bad file keeps the old users), SIGINT / SIGTERM
+ * stop, and every --recover-interval seconds mail_recover runs there too.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/mail/mail.h"
@@ -21,18 +29,27 @@ static const char mail_usage[] =
 	"Usage: catamaran mail serve --root DIR --users FILE [--smtp ADDR:PORT]\n"
 	"                            [--pop3 ADDR:PORT] [--max-size N] [--max-conns N]\n"
 	"                            [--idle-timeout S] [--workers N] [--hostname NAME]\n"
+	"                            [--recover-interval S]\n"
 	"       catamaran mail adduser --root DIR --users FILE NAME\n"
 	"\n"
 	"serve: an SMTP server delivering to the local users of FILE (no relay)\n"
 	"and a POP3 server for them, both on Maildir mailboxes under DIR. Runs in\n"
-	"the foreground until SIGINT or SIGTERM.\n"
+	"the foreground until SIGINT or SIGTERM. SIGHUP reloads FILE: sessions\n"
+	"already logged in go on, new logins and RCPT use the new users; if FILE\n"
+	"cannot be loaded the old users stay (one line on stderr). At start the\n"
+	"open-file limit is raised to its hard limit (ulimit -Hn), one descriptor\n"
+	"per connection; leftovers of interrupted deliveries are removed at start\n"
+	"and then every --recover-interval seconds.\n"
 	"  --smtp ADDR:PORT      SMTP listener (default 127.0.0.1:2525; 'off': none)\n"
 	"  --pop3 ADDR:PORT      POP3 listener (default 127.0.0.1:1110; 'off': none)\n"
 	"  --max-size N          largest message accepted, bytes (default 10485760)\n"
-	"  --max-conns N         connections at once, both together (default 2048)\n"
+	"  --max-conns N         connections at once, both together (default 2048);\n"
+	"                        one more gets 421 / -ERR and is closed\n"
 	"  --idle-timeout S      close idle connections after S seconds (default 300)\n"
 	"  --workers N           threads for disk and password work (default 4)\n"
 	"  --hostname NAME       name in banners and Received: (default: hostname)\n"
+	"  --recover-interval S  seconds between two recoveries (default 600;\n"
+	"                        0: at start only)\n"
 	"\n"
 	"adduser: add NAME to FILE, or change its password; the password is read\n"
 	"from the first line of stdin.\n"
@@ -50,6 +67,118 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
 	return 0;
 }
 
+/* Raise the soft open-file limit to the hard one (nr_open when that is
+ * unlimited). Returns the soft limit now in force. */
+static rlim_t raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	rlim_t want = rl.rlim_max;
+	if (want == RLIM_INFINITY) {
+		unsigned long nr_open = 0;
+		FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+		if (f && fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 0;
+		if (f)
+			fclose(f);
+		want = nr_open ? (rlim_t)nr_open : 1048576;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit raised = { .rlim_cur = want, .rlim_max = rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl.rlim_cur = want;
+	}
+	return rl.rlim_cur;
+}
+
+static void warn_nofile(rlim_t limit, unsigned max_conns)
+{
+	/* One per connection, plus listeners, epoll and deliveries in flight,
+	 * in the three quarters the store's mailbox cache leaves. */
+	rlim_t need = ((rlim_t)(max_conns ? max_conns : 2048) + 128) * 4 / 3;
+	if (limit != RLIM_INFINITY && limit < need)
+		fprintf(stderr, "catamaran mail: warning: the open-file limit is %llu, below the "
+			"%llu that --max-conns needs; new connections wait while it is reached\n",
+			(unsigned long long)limit, (unsigned long long)need);
+}
+
+/* SIGHUP: load the users file again and hand it to the server. */
+static void reload_users(struct mail_server *srv, const char *users_path)
+{
+	struct mail_users *fresh;
+	int rc = mail_users_load(users_path, &fresh);
+	if (rc == 0) {
+		rc = mail_server_set_users(srv, fresh);
+		if (rc < 0)
+			mail_users_free(fresh);
+	}
+	if (rc < 0)
+		fprintf(stderr, "catamaran mail: reloading %s: %s; keeping the old users\n",
+			users_path, strerror(-rc));
+	else
+		fprintf(stderr, "catamaran mail: users reloaded from %s\n", users_path);
+}
+
+static void recover(struct mail_store *store)
+{
+	int rc = mail_recover(store);
+	if (rc > 0)
+		fprintf(stderr, "catamaran mail: removed %d leftover(s) of interrupted deliveries\n", rc);
+	else if (rc < 0)
+		fprintf(stderr, "catamaran mail: recovery: %s\n", strerror(-rc));
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The next signal of set, or 0 when *deadline_ms (CLOCK_MONOTONIC, 0:
+ * none) has come; *deadline_ms is then moved on by interval_s. */
+static int next_signal(const sigset_t *set, uint64_t *deadline_ms, unsigned interval_s)
+{
+	for (;;) {
+		int sig;
+		if (!*deadline_ms) {
+			if (sigwait(set, &sig) == 0)
+				return sig;
+			continue;
+		}
+		uint64_t now = monotonic_ms();
+		if (now >= *deadline_ms) {
+			*deadline_ms = now + (uint64_t)interval_s * 1000;
+			return 0;
+		}
+		uint64_t left = *deadline_ms - now;
+		struct timespec ts = { .tv_sec = (time_t)(left / 1000),
+				       .tv_nsec = (long)(left % 1000) * 1000000 };
+		sig = sigtimedwait(set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+	}
+}
+
+/* Serve until SIGINT / SIGTERM (returned): SIGHUP reloads the users,
+ * every recover_s seconds (0: never) mail_recover runs. */
+static int serve_until_stopped(const sigset_t *set, struct mail_server *srv,
+			       struct mail_store *store, const char *users_path,
+			       unsigned recover_s)
+{
+	uint64_t deadline = recover_s ? monotonic_ms() + (uint64_t)recover_s * 1000 : 0;
+	for (;;) {
+		int sig = next_signal(set, &deadline, recover_s);
+		if (sig == 0)
+			recover(store);
+		else if (sig == SIGHUP)
+			reload_users(srv, users_path);
+		else
+			return sig;
+	}
+}
+
 static int mail_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -62,10 +191,12 @@ static int mail_serve(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 't' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "hostname", required_argument, NULL, 'H' },
+		{ "recover-interval", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *root = NULL, *users_path = NULL;
+	unsigned recover_s = 600;
 	struct mail_server_opts o = { .smtp_addr = "127.0.0.1:2525", .pop3_addr = "127.0.0.1:1110" };
 	unsigned long long v;
 	int c;
@@ -98,6 +229,11 @@ static int mail_serve(int argc, char **argv)
 				return cli_usage_error("mail", "bad --workers '%s'", optarg);
 			o.workers = (unsigned)v;
 			break;
+		case 'R':
+			if (parse_uint(optarg, 7 * 86400, &v))
+				return cli_usage_error("mail", "bad --recover-interval '%s'", optarg);
+			recover_s = (unsigned)v;
+			break;
 		case 'h': fputs(mail_usage, stdout); return 0;
 		default: return cli_bad_option("mail", c, argv);
 		}
@@ -109,6 +245,8 @@ static int mail_serve(int argc, char **argv)
 	if (!o.smtp_addr && !o.pop3_addr)
 		return cli_usage_error("mail", "both listeners are off");
 
+	/* Before mail_open: the store sizes its cache of open mailboxes by it. */
+	warn_nofile(raise_nofile(), o.max_conns);
 	struct mail_users *users;
 	int rc = mail_users_load(users_path, &users);
 	if (rc < 0) {
@@ -122,11 +260,9 @@ static int mail_serve(int argc, char **argv)
 		mail_users_free(users);
 		return 2;
 	}
-	rc = mail_recover(store);
-	if (rc > 0)
-		fprintf(stderr, "catamaran mail: removed %d leftover(s) of interrupted deliveries\n", rc);
+	recover(store);
 
-	/* Block the stop signals in every thread; sigwait below takes them. */
+	/* Block the signals in every thread; the main thread takes them. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -148,10 +284,9 @@ static int mail_serve(int argc, char **argv)
 	if (o.pop3_addr)
 		printf("POP3 on %s (port %d)\n", o.pop3_addr, mail_server_port(srv, MAIL_POP3));
 	fflush(stdout);
-	int sig = 0;
-	sigwait(&set, &sig);
+	int sig = serve_until_stopped(&set, srv, store, users_path, recover_s);
 	fprintf(stderr, "catamaran mail: signal %d, stopping\n", sig);
-	mail_server_stop(srv);
+	mail_server_stop(srv); /* frees the reloaded users lists */
 	rc = mail_close(store);
 	mail_users_free(users);
 	if (rc < 0) {

@@ -1,6 +1,8 @@
 /*
  * server.c - the connection engine of server.h: one epoll loop thread, a
- * fixed worker pool, line framing with hard limits, timers.
+ * fixed worker pool, line framing with hard limits, timers, a pause of the
+ * listeners when accept() runs out of descriptors or memory, and the
+ * users list swapped at run time (mail_server_set_users).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +27,7 @@
 #define SRV_IN_CAP 2048           /* > every line limit */
 #define SRV_OUT_HIGH (256 * 1024) /* stop handling input above this */
 #define SRV_TICK_MS 100
+#define SRV_ACCEPT_BACKOFF_MS 100 /* listeners paused after EMFILE & co */
 
 enum { KIND_LISTEN, KIND_EVENT, KIND_CONN };
 
@@ -35,12 +38,23 @@ struct listener {
 	const struct srv_proto *proto;
 };
 
+/* One users list and the connection jobs submitted while it was current
+ * (they may hold the pointer, see srv_users). A replaced list is freed when
+ * its last such job is done. */
+struct users_ref {
+	const struct mail_users *users;
+	struct mail_users *owned;   /* == users when ours to free, else NULL */
+	unsigned jobs;              /* loop thread only */
+	struct users_ref *next;     /* in the retired list */
+};
+
 struct srv_conn {
 	int kind;
 	int fd;
 	struct mail_server *srv;
 	const struct srv_proto *proto;
 	void *state;
+	struct users_ref *job_users; /* the list current when the job started */
 	struct srv_conn *prev, *next;
 	char peer[INET6_ADDRSTRLEN];
 	size_t line_max;
@@ -55,7 +69,11 @@ struct srv_conn {
 
 struct mail_server {
 	struct mail_store *store;
-	const struct mail_users *users;
+	const struct mail_users *users; /* == users_cur->users, loop thread */
+	struct users_ref *users_cur, *users_retired; /* loop thread */
+	pthread_mutex_t users_mu;       /* guards users_pending */
+	struct users_ref *users_pending;
+	atomic_bool users_changed;
 	char hostname[256];
 	uint64_t max_size;
 	unsigned max_conns, idle_ms, auth_delay_ms;
@@ -76,6 +94,7 @@ struct mail_server {
 	struct srv_conn *conns;
 	unsigned nconns;
 	uint64_t last_tick;
+	uint64_t accept_resume_at;      /* listeners paused until then; 0: not */
 };
 
 static uint64_t now_ms(void)
@@ -101,6 +120,93 @@ const struct mail_users *srv_users(struct mail_server *s) { return s->users; }
 const char *srv_hostname(struct mail_server *s) { return s->hostname; }
 uint64_t srv_max_size(struct mail_server *s) { return s->max_size; }
 unsigned srv_auth_delay_ms(struct mail_server *s) { return s->auth_delay_ms; }
+
+/* ------------------------------ users ------------------------------ */
+
+static struct users_ref *users_ref_new(const struct mail_users *users,
+				       struct mail_users *owned)
+{
+	struct users_ref *r = calloc(1, sizeof(*r));
+	if (r) {
+		r->users = users;
+		r->owned = owned;
+	}
+	return r;
+}
+
+static void users_ref_free(struct users_ref *r)
+{
+	if (!r)
+		return;
+	mail_users_free(r->owned);
+	free(r);
+}
+
+/* Free the replaced lists that no job holds any more. Loop thread. */
+static void users_sweep(struct mail_server *s)
+{
+	struct users_ref **p = &s->users_retired;
+	while (*p) {
+		struct users_ref *r = *p;
+		if (r->jobs == 0) {
+			*p = r->next;
+			users_ref_free(r);
+		} else {
+			p = &r->next;
+		}
+	}
+}
+
+/* Make the list handed to mail_server_set_users current. Loop thread. */
+static void users_install(struct mail_server *s)
+{
+	atomic_store(&s->users_changed, false);
+	pthread_mutex_lock(&s->users_mu);
+	struct users_ref *r = s->users_pending;
+	s->users_pending = NULL;
+	pthread_mutex_unlock(&s->users_mu);
+	if (!r)
+		return;
+	s->users_cur->next = s->users_retired;
+	s->users_retired = s->users_cur;
+	s->users_cur = r;
+	s->users = r->users;
+	users_sweep(s);
+}
+
+static void wake_loop(struct mail_server *s)
+{
+	uint64_t one = 1;
+	ssize_t r = write(s->ev.fd, &one, sizeof(one));
+	(void)r;
+}
+
+int mail_server_set_users(struct mail_server *s, struct mail_users *users)
+{
+	if (!s || !users)
+		return -EINVAL;
+	struct users_ref *r = users_ref_new(users, users);
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->users_mu);
+	struct users_ref *unseen = s->users_pending;
+	s->users_pending = r;
+	atomic_store(&s->users_changed, true);
+	pthread_mutex_unlock(&s->users_mu);
+	users_ref_free(unseen); /* replaced before the loop ever saw it */
+	wake_loop(s);
+	return 0;
+}
+
+/* A connection job is done: the list it may have used can go. */
+static void job_users_release(struct mail_server *s, struct users_ref *r)
+{
+	if (!r)
+		return;
+	r->jobs--;
+	if (r->jobs == 0 && s->users_retired)
+		users_sweep(s);
+}
 
 /* ------------------------------ output ------------------------------ */
 
@@ -200,9 +306,7 @@ static void *worker_main(void *arg)
 				s->done_head = j;
 			s->done_tail = j;
 			pthread_mutex_unlock(&s->mu);
-			uint64_t one = 1;
-			ssize_t r = write(s->ev.fd, &one, sizeof(one));
-			(void)r;
+			wake_loop(s);
 		}
 	}
 	return NULL;
@@ -241,6 +345,8 @@ void srv_submit(struct srv_conn *c, struct srv_job *job)
 {
 	job->conn = c;
 	c->busy = true;
+	c->job_users = c->srv->users_cur;
+	c->job_users->jobs++;
 	enqueue(c->srv, job);
 }
 
@@ -272,6 +378,8 @@ static void conn_free(struct srv_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
+	if (s->accept_resume_at)
+		s->accept_resume_at = 1; /* an fd is free: retry accept() now */
 	free(c->out);
 	free(c);
 }
@@ -402,9 +510,100 @@ static void conn_event(struct srv_conn *c, uint32_t ev)
 	conn_settle(c);
 }
 
+/* Stop polling the listeners for SRV_ACCEPT_BACKOFF_MS: accept() failed
+ * for want of descriptors or memory, and with level-triggered epoll the
+ * pending connection would wake the loop again at once (a busy loop).
+ * Connections already open are served meanwhile; nothing is logged. */
+static void listeners_pause(struct mail_server *s)
+{
+	if (s->accept_resume_at)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (s->lis[i].fd < 0)
+			continue;
+		struct epoll_event ev = { .events = 0, .data.ptr = &s->lis[i] };
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->lis[i].fd, &ev);
+	}
+	s->accept_resume_at = now_ms() + SRV_ACCEPT_BACKOFF_MS;
+}
+
+static void listeners_resume_if_due(struct mail_server *s, uint64_t now)
+{
+	if (!s->accept_resume_at || now < s->accept_resume_at)
+		return;
+	s->accept_resume_at = 0;
+	for (int i = 0; i < 2; i++) {
+		if (s->lis[i].fd < 0)
+			continue;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->lis[i] };
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->lis[i].fd, &ev);
+	}
+}
+
+static bool accept_out_of_resources(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* Over max_conns (or stopping): one reply, then close. */
+static void reject_full(const struct listener *l, int fd)
+{
+	ssize_t r = send(fd, l->proto->full_reply, strlen(l->proto->full_reply),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+	close(fd);
+}
+
+static void peer_name(const struct sockaddr_storage *sa, char *buf, size_t cap)
+{
+	if (sa->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
+	else if (sa->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
+	else
+		snprintf(buf, cap, "unknown");
+}
+
+/* Register an accepted socket and greet. -ENOMEM: fd is closed. */
+static int conn_open(struct mail_server *s, const struct listener *l, int fd,
+		     const struct sockaddr_storage *sa)
+{
+	struct srv_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->kind = KIND_CONN;
+	c->fd = fd;
+	c->srv = s;
+	c->proto = l->proto;
+	c->line_max = 512;
+	c->last_active = now_ms();
+	peer_name(sa, c->peer, sizeof(c->peer));
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	c->mask = EPOLLIN | EPOLLRDHUP;
+	struct epoll_event ev = { .events = c->mask, .data.ptr = c };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = -errno;
+		c->closing = true; /* not in epoll */
+		conn_free(c);
+		return err;
+	}
+	if (c->proto->on_open(c) < 0) {
+		conn_close(c);
+		return 0;
+	}
+	conn_settle(c);
+	return 0;
+}
+
 static void accept_all(struct mail_server *s, struct listener *l)
 {
-	for (;;) {
+	while (!s->accept_resume_at) {
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof(sa);
 		int fd = accept4(l->fd, (struct sockaddr *)&sa, &salen,
@@ -412,49 +611,17 @@ static void accept_all(struct mail_server *s, struct listener *l)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			return; /* EAGAIN; EMFILE etc.: retried at the next event */
+			if (accept_out_of_resources(errno))
+				listeners_pause(s);
+			return; /* EAGAIN: all taken */
 		}
 		if (s->nconns >= s->max_conns || s->stop) {
-			ssize_t r = send(fd, l->proto->full_reply, strlen(l->proto->full_reply),
-					 MSG_NOSIGNAL | MSG_DONTWAIT);
-			(void)r;
-			close(fd);
+			reject_full(l, fd);
 			continue;
 		}
-		struct srv_conn *c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->kind = KIND_CONN;
-		c->fd = fd;
-		c->srv = s;
-		c->proto = l->proto;
-		c->line_max = 512;
-		c->last_active = now_ms();
-		if (sa.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, c->peer, sizeof(c->peer));
-		else if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, c->peer, sizeof(c->peer));
-		else
-			strcpy(c->peer, "unknown");
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->nconns++;
-		c->mask = EPOLLIN | EPOLLRDHUP;
-		struct epoll_event ev = { .events = c->mask, .data.ptr = c };
-		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			c->closing = true; /* not in epoll */
-			conn_free(c);
-			continue;
-		}
-		if (c->proto->on_open(c) < 0) {
-			conn_close(c);
-			continue;
-		}
-		conn_settle(c);
+		int rc = conn_open(s, l, fd, &sa);
+		if (rc < 0 && accept_out_of_resources(-rc))
+			listeners_pause(s);
 	}
 }
 
@@ -470,6 +637,8 @@ static void jobs_done(struct mail_server *s)
 	while (j) {
 		struct srv_job *next = j->next;
 		struct srv_conn *c = j->conn;
+		struct users_ref *users = c->job_users;
+		c->job_users = NULL;
 		c->busy = false;
 		c->last_active = now_ms();
 		j->done(j);
@@ -477,6 +646,7 @@ static void jobs_done(struct mail_server *s)
 			conn_free(c);
 		else
 			conn_settle(c);
+		job_users_release(s, users);
 		j = next;
 	}
 }
@@ -511,12 +681,24 @@ static void tick(struct mail_server *s)
 	}
 }
 
+/* epoll_wait timeout: the next tick, or the end of an accept() pause. */
+static int loop_timeout_ms(const struct mail_server *s)
+{
+	if (!s->accept_resume_at)
+		return SRV_TICK_MS;
+	uint64_t now = now_ms();
+	if (s->accept_resume_at <= now)
+		return 0;
+	uint64_t left = s->accept_resume_at - now;
+	return left < SRV_TICK_MS ? (int)left : SRV_TICK_MS;
+}
+
 static void *loop_main(void *arg)
 {
 	struct mail_server *s = arg;
 	struct epoll_event evs[64];
 	while (!s->stop) {
-		int n = epoll_wait(s->epfd, evs, 64, SRV_TICK_MS);
+		int n = epoll_wait(s->epfd, evs, 64, loop_timeout_ms(s));
 		for (int i = 0; i < n && !s->stop; i++) {
 			int kind = *(int *)evs[i].data.ptr;
 			if (kind == KIND_LISTEN)
@@ -526,7 +708,10 @@ static void *loop_main(void *arg)
 			else
 				conn_event(evs[i].data.ptr, evs[i].events);
 		}
+		if (atomic_load(&s->users_changed))
+			users_install(s);
 		uint64_t now = now_ms();
+		listeners_resume_if_due(s, now);
 		if (now - s->last_tick >= SRV_TICK_MS && !s->stop) {
 			s->last_tick = now;
 			tick(s);
@@ -592,6 +777,14 @@ static void server_free(struct mail_server *s)
 		close(s->ev.fd);
 	if (s->epfd >= 0)
 		close(s->epfd);
+	users_ref_free(s->users_cur);
+	users_ref_free(s->users_pending);
+	while (s->users_retired) {
+		struct users_ref *r = s->users_retired;
+		s->users_retired = r->next;
+		users_ref_free(r);
+	}
+	pthread_mutex_destroy(&s->users_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s->workers);
@@ -620,7 +813,13 @@ int mail_server_start(struct mail_store *store, const struct mail_users *users,
 	s->lis[0].port = s->lis[1].port = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->users_mu, NULL);
 	int err = 0;
+	s->users_cur = users_ref_new(users, NULL); /* the caller's: never freed */
+	if (!s->users_cur) {
+		err = -ENOMEM;
+		goto fail;
+	}
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->ev.kind = KIND_EVENT;
 	s->ev.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -691,9 +890,7 @@ void mail_server_stop(struct mail_server *s)
 {
 	s->stop = true;
 	if (s->loop_started) {
-		uint64_t one = 1;
-		ssize_t r = write(s->ev.fd, &one, sizeof(one));
-		(void)r;
+		wake_loop(s);
 		pthread_join(s->loop, NULL);
 	}
 	/* Every connection is closing from now on; idle ones go now (their
@@ -725,10 +922,13 @@ void mail_server_stop(struct mail_server *s)
 		while (j) {
 			struct srv_job *next = j->next;
 			c = j->conn;
+			struct users_ref *users = c->job_users;
+			c->job_users = NULL;
 			c->busy = false;
 			j->done(j);
 			if (!c->busy)
 				conn_free(c);
+			job_users_release(s, users);
 			j = next;
 		}
 	}
