@@ -27,9 +27,9 @@
 
 static const char mail_usage[] =
 	"Usage: catamaran mail serve --root DIR --users FILE [--smtp ADDR:PORT]\n"
-	"                            [--pop3 ADDR:PORT] [--max-size N] [--max-conns N]\n"
-	"                            [--idle-timeout S] [--workers N] [--hostname NAME]\n"
-	"                            [--recover-interval S]\n"
+	"                            [--pop3 ADDR:PORT] [--lmtp ADDR:PORT] [--max-size N]\n"
+	"                            [--max-conns N] [--idle-timeout S] [--workers N]\n"
+	"                            [--hostname NAME] [--recover-interval S]\n"
 	"       catamaran mail adduser --root DIR --users FILE NAME\n"
 	"\n"
 	"serve: an SMTP server delivering to the local users of FILE (no relay)\n"
@@ -42,6 +42,7 @@ static const char mail_usage[] =
 	"and then every --recover-interval seconds.\n"
 	"  --smtp ADDR:PORT      SMTP listener (default 127.0.0.1:2525; 'off': none)\n"
 	"  --pop3 ADDR:PORT      POP3 listener (default 127.0.0.1:1110; 'off': none)\n"
+	"  --lmtp ADDR:PORT      LMTP listener, RFC 2033 (default: none)\n"
 	"  --max-size N          largest message accepted, bytes (default 10485760)\n"
 	"  --max-conns N         connections at once, both together (default 2048);\n"
 	"                        one more gets 421 / -ERR and is closed\n"
@@ -186,6 +187,7 @@ static int mail_serve(int argc, char **argv)
 		{ "users", required_argument, NULL, 'u' },
 		{ "smtp", required_argument, NULL, 's' },
 		{ "pop3", required_argument, NULL, 'p' },
+		{ "lmtp", required_argument, NULL, 'l' },
 		{ "max-size", required_argument, NULL, 'm' },
 		{ "max-conns", required_argument, NULL, 'c' },
 		{ "idle-timeout", required_argument, NULL, 't' },
@@ -208,6 +210,7 @@ static int mail_serve(int argc, char **argv)
 		case 'u': users_path = optarg; break;
 		case 's': o.smtp_addr = strcmp(optarg, "off") ? optarg : NULL; break;
 		case 'p': o.pop3_addr = strcmp(optarg, "off") ? optarg : NULL; break;
+		case 'l': o.lmtp_addr = strcmp(optarg, "off") ? optarg : NULL; break;
 		case 'H': o.hostname = optarg; break;
 		case 'm':
 			if (parse_uint(optarg, 1ull << 40, &v) || v == 0)
@@ -242,8 +245,8 @@ static int mail_serve(int argc, char **argv)
 		return cli_usage_error("mail", "serve needs --root DIR and --users FILE");
 	if (optind != argc)
 		return cli_usage_error("mail", "unexpected argument '%s'", argv[optind]);
-	if (!o.smtp_addr && !o.pop3_addr)
-		return cli_usage_error("mail", "both listeners are off");
+	if (!o.smtp_addr && !o.pop3_addr && !o.lmtp_addr)
+		return cli_usage_error("mail", "every listener is off");
 
 	/* Before mail_open: the store sizes its cache of open mailboxes by it. */
 	warn_nofile(raise_nofile(), o.max_conns);
@@ -283,6 +286,8 @@ static int mail_serve(int argc, char **argv)
 		printf("SMTP on %s (port %d)\n", o.smtp_addr, mail_server_port(srv, MAIL_SMTP));
 	if (o.pop3_addr)
 		printf("POP3 on %s (port %d)\n", o.pop3_addr, mail_server_port(srv, MAIL_POP3));
+	if (o.lmtp_addr)
+		printf("LMTP on %s (port %d)\n", o.lmtp_addr, mail_server_port(srv, MAIL_LMTP));
 	fflush(stdout);
 	int sig = serve_until_stopped(&set, srv, store, users_path, recover_s);
 	fprintf(stderr, "catamaran mail: signal %d, stopping\n", sig);

@@ -67,6 +67,38 @@ static size_t wire_form(const char *buf, size_t len, long body_lines, bool stuff
 	return o;
 }
 
+/* The UIDL of a message id. RFC 1939 7: "one to 70 characters in the range
+ * 0x21 to 0x7E". Our own Maildir names fit (names.c), but files another
+ * program put into the Maildir may be anything (Dovecot's names with
+ * ",S=...,W=..." are often over 70 characters): those get "h" and 32 hex
+ * digits of a 128-bit hash of the name instead, the same in every session. */
+static void uidl_of(const char *id, char out[POP3_UIDL_MAX + 1])
+{
+	size_t n = strlen(id);
+	bool ok = n >= 1 && n <= POP3_UIDL_MAX;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)id[i] >= 0x21 && (unsigned char)id[i] <= 0x7e;
+	if (ok) {
+		memcpy(out, id, n + 1);
+		return;
+	}
+	/* two FNV-1a 64 variants (different offset bases), then a final mix */
+	uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+	for (size_t i = 0; i < n; i++) {
+		a = (a ^ (unsigned char)id[i]) * 0x100000001b3ull;
+		b = (b ^ (unsigned char)id[i]) * 0x100000001b3ull;
+		b ^= b >> 29;
+	}
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdull;
+	a ^= a >> 33;
+	b ^= b >> 31;
+	b *= 0xc4ceb9fe1a85ec53ull;
+	b ^= b >> 33;
+	snprintf(out, POP3_UIDL_MAX + 1, "h%016llx%016llx", (unsigned long long)a,
+		 (unsigned long long)b);
+}
+
 /* ------------------------------- jobs ------------------------------- */
 
 struct pass_job {
@@ -316,7 +348,9 @@ static void cmd_list(struct srv_conn *c, struct pop3 *st, const char *arg, bool 
 		if (i < 0) {
 			srv_printf(c, "-ERR no such message\r\n");
 		} else if (uidl) {
-			srv_printf(c, "+OK %ld %s\r\n", i + 1, st->list.msgs[i].id);
+			char u[POP3_UIDL_MAX + 1];
+			uidl_of(st->list.msgs[i].id, u);
+			srv_printf(c, "+OK %ld %s\r\n", i + 1, u);
 		} else {
 			srv_printf(c, "+OK %ld %llu\r\n", i + 1, (unsigned long long)st->size[i]);
 		}
@@ -326,9 +360,11 @@ static void cmd_list(struct srv_conn *c, struct pop3 *st, const char *arg, bool 
 	for (size_t i = 0; i < st->list.count; i++) {
 		if (st->deleted[i])
 			continue;
-		if (uidl)
-			srv_printf(c, "%zu %s\r\n", i + 1, st->list.msgs[i].id);
-		else
+		if (uidl) {
+			char u[POP3_UIDL_MAX + 1];
+			uidl_of(st->list.msgs[i].id, u);
+			srv_printf(c, "%zu %s\r\n", i + 1, u);
+		} else
 			srv_printf(c, "%zu %llu\r\n", i + 1, (unsigned long long)st->size[i]);
 	}
 	srv_printf(c, ".\r\n");

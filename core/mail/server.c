@@ -79,7 +79,7 @@ struct mail_server {
 	unsigned max_conns, idle_ms, auth_delay_ms;
 	int epfd;
 	struct { int kind; int fd; } ev;
-	struct listener lis[2];
+	struct listener lis[3]; /* enum mail_proto */
 	pthread_t loop;
 	bool loop_started;
 	atomic_bool stop;
@@ -518,7 +518,7 @@ static void listeners_pause(struct mail_server *s)
 {
 	if (s->accept_resume_at)
 		return;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		if (s->lis[i].fd < 0)
 			continue;
 		struct epoll_event ev = { .events = 0, .data.ptr = &s->lis[i] };
@@ -532,7 +532,7 @@ static void listeners_resume_if_due(struct mail_server *s, uint64_t now)
 	if (!s->accept_resume_at || now < s->accept_resume_at)
 		return;
 	s->accept_resume_at = 0;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		if (s->lis[i].fd < 0)
 			continue;
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->lis[i] };
@@ -770,7 +770,7 @@ static int listen_on(const char *spec, int *fd_out, int *port_out)
 
 static void server_free(struct mail_server *s)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (s->lis[i].fd >= 0)
 			close(s->lis[i].fd);
 	if (s->ev.fd >= 0)
@@ -809,8 +809,8 @@ int mail_server_start(struct mail_store *store, const struct mail_users *users,
 	else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0 || !s->hostname[0])
 		strcpy(s->hostname, "localhost");
 	s->epfd = s->ev.fd = -1;
-	s->lis[0].fd = s->lis[1].fd = -1;
-	s->lis[0].port = s->lis[1].port = -1;
+	for (int i = 0; i < 3; i++)
+		s->lis[i].fd = s->lis[i].port = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->users_mu, NULL);
@@ -832,9 +832,9 @@ int mail_server_start(struct mail_store *store, const struct mail_users *users,
 		err = -errno;
 		goto fail;
 	}
-	const char *addr[2] = { o->smtp_addr, o->pop3_addr };
-	const struct srv_proto *proto[2] = { &smtp_proto, &pop3_proto };
-	for (int i = 0; i < 2; i++) {
+	const char *addr[3] = { o->smtp_addr, o->pop3_addr, o->lmtp_addr };
+	const struct srv_proto *proto[3] = { &smtp_proto, &pop3_proto, &lmtp_proto };
+	for (int i = 0; i < 3; i++) {
 		s->lis[i].kind = KIND_LISTEN;
 		s->lis[i].proto = proto[i];
 		if (!addr[i])
@@ -883,7 +883,7 @@ fail:
 
 int mail_server_port(const struct mail_server *s, enum mail_proto proto)
 {
-	return s->lis[proto == MAIL_POP3].port;
+	return s->lis[proto].port;
 }
 
 void mail_server_stop(struct mail_server *s)

@@ -50,11 +50,13 @@
 
 struct mail_server;
 
-enum mail_proto { MAIL_SMTP = 0, MAIL_POP3 = 1 };
+enum mail_proto { MAIL_SMTP = 0, MAIL_POP3 = 1, MAIL_LMTP = 2 };
+#define MAIL_SERVER_LMTP 1 /* mail_server_opts.lmtp_addr exists */
 
 struct mail_server_opts {
 	const char *smtp_addr;      /* "ADDR:PORT" ("[v6]:PORT"); NULL: no SMTP */
 	const char *pop3_addr;      /* the same for POP3; NULL: no POP3 */
+	const char *lmtp_addr;      /* the same for LMTP (RFC 2033); NULL: none */
 	const char *hostname;       /* in banners and Received:; NULL: gethostname */
 	uint64_t max_size;          /* message size limit; 0: 10 MiB */
 	unsigned max_conns;         /* both protocols together; 0: 2048 */

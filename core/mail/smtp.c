@@ -6,9 +6,17 @@
  * Received: header first. A DATA line ending in a bare LF, or holding a
  * bare CR, rejects the whole message (SMTP smuggling); only CRLF.CRLF ends
  * DATA.
+ *
+ * LMTP (RFC 2033, lmtp_proto) is the same state machine with three
+ * differences: LHLO instead of HELO/EHLO (which get 500), one reply per
+ * accepted RCPT after the final dot (in RCPT order, duplicates included:
+ * a mailbox named twice gets one copy and two replies), and 503 for DATA
+ * without a valid recipient. A message rejected as a whole (too big, bare
+ * CR/LF, long line) gets the same reply once per recipient.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +26,15 @@
 #include "core/mail/smtp.h"
 
 #define SMTP_MAX_ERRORS 20
+/* The longest DATA line on the wire: a text line of SMTP_TEXT_LINE_MAX
+ * octets (CRLF included) plus the dot added by dot-stuffing. */
+#define DATA_LINE_WIRE_MAX (SMTP_TEXT_LINE_MAX + 1)
 
 enum data_err { DATA_OK, DATA_TOO_BIG, DATA_BARE, DATA_LONG_LINE, DATA_NOMEM };
 
 struct smtp {
 	char helo[256];
-	bool greeted, esmtp, in_tx, in_data;
+	bool lmtp, greeted, esmtp, in_tx, in_data;
 	char from[SMTP_CMD_LINE_MAX];
 	char (*rcpt)[MAIL_NAME_MAX + 1];
 	size_t nrcpt;
@@ -41,8 +52,11 @@ struct deliver_job {
 	size_t len;
 	char (*rcpt)[MAIL_NAME_MAX + 1];
 	size_t nrcpt;
-	int rc;
-	char id[MAIL_ID_MAX];
+	bool lmtp;
+	int rc;                   /* the first error */
+	char id[MAIL_ID_MAX];     /* the first recipient's message id */
+	int *rcs;                 /* LMTP: per recipient */
+	char (*ids)[MAIL_ID_MAX]; /* LMTP: per recipient */
 };
 
 static void reset_tx(struct smtp *st)
@@ -57,15 +71,27 @@ static void reset_tx(struct smtp *st)
 	st->data_err = DATA_OK;
 }
 
-static int smtp_open(struct srv_conn *c)
+static int open_session(struct srv_conn *c, bool lmtp)
 {
 	struct smtp *st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	st->lmtp = lmtp;
 	srv_set_state(c, st);
 	srv_set_line_max(c, SMTP_CMD_LINE_MAX);
-	srv_printf(c, "220 %s ESMTP Catamaran\r\n", srv_hostname(srv_server(c)));
+	srv_printf(c, "220 %s %s Catamaran\r\n", srv_hostname(srv_server(c)),
+		   lmtp ? "LMTP" : "ESMTP");
 	return 0;
+}
+
+static int smtp_open(struct srv_conn *c)
+{
+	return open_session(c, false);
+}
+
+static int lmtp_open(struct srv_conn *c)
+{
+	return open_session(c, true);
 }
 
 static void smtp_close(struct srv_conn *c)
@@ -128,7 +154,8 @@ static void start_message(struct srv_conn *c, struct smtp *st)
 			 "\tby %s (Catamaran) with %s;\n"
 			 "\t%s\n",
 			 st->from, helo[0] ? helo : "unknown", srv_peer(c),
-			 srv_hostname(srv_server(c)), st->esmtp ? "ESMTP" : "SMTP", date);
+			 srv_hostname(srv_server(c)),
+			 st->lmtp ? "LMTP" : st->esmtp ? "ESMTP" : "SMTP", date);
 	if (n < 0 || (size_t)n >= sizeof(hdr) || !msg_append(st, hdr, (size_t)n))
 		st->data_err = DATA_NOMEM;
 }
@@ -138,7 +165,19 @@ static void deliver_run(struct srv_job *job)
 	struct deliver_job *j = (struct deliver_job *)job;
 	j->rc = 0;
 	for (size_t i = 0; i < j->nrcpt; i++) {
-		int rc = mail_deliver(j->store, j->rcpt[i], j->msg, j->len, i == 0 ? j->id : NULL);
+		size_t k = 0; /* LMTP keeps duplicates: deliver one copy */
+		while (j->lmtp && k < i && strcmp(j->rcpt[k], j->rcpt[i]) != 0)
+			k++;
+		int rc;
+		if (j->lmtp && k < i) {
+			rc = j->rcs[k];
+			memcpy(j->ids[i], j->ids[k], MAIL_ID_MAX);
+		} else {
+			rc = mail_deliver(j->store, j->rcpt[i], j->msg, j->len,
+					  j->lmtp ? j->ids[i] : i == 0 ? j->id : NULL);
+		}
+		if (j->lmtp)
+			j->rcs[i] = rc;
 		if (rc < 0 && j->rc == 0)
 			j->rc = rc;
 	}
@@ -148,14 +187,45 @@ static void deliver_done(struct srv_job *job)
 {
 	struct deliver_job *j = (struct deliver_job *)job;
 	struct srv_conn *c = job->conn;
-	if (j->rc == 0)
+	if (!j->lmtp && j->rc == 0) {
 		srv_printf(c, "250 2.0.0 Ok: queued as %s\r\n", j->id);
-	else
+	} else if (!j->lmtp) {
 		srv_printf(c, "451 4.3.0 Local delivery failed (%s), try again later\r\n",
 			   strerror(-j->rc));
+	} else {
+		for (size_t i = 0; i < j->nrcpt; i++) {
+			int rc = j->rcs[i];
+			if (rc == 0)
+				srv_printf(c, "250 2.0.0 <%s> Ok: delivered as %s\r\n",
+					   j->rcpt[i], j->ids[i]);
+			else if (rc == -ENOSPC || rc == -EDQUOT)
+				srv_printf(c, "452 4.2.2 <%s> Mailbox full (%s), try again later\r\n",
+					   j->rcpt[i], strerror(-rc));
+			else
+				srv_printf(c, "451 4.3.0 <%s> Local delivery failed (%s), "
+					      "try again later\r\n", j->rcpt[i], strerror(-rc));
+		}
+	}
 	free(j->msg);
 	free(j->rcpt);
+	free(j->rcs);
+	free(j->ids);
 	free(j);
+}
+
+/* A reply to the end of DATA for the message as a whole: once in SMTP,
+ * once per accepted recipient in LMTP (RFC 2033 4.2). */
+__attribute__((format(printf, 3, 4)))
+static void data_reply(struct srv_conn *c, const struct smtp *st, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	size_t n = st->lmtp ? st->nrcpt : 1;
+	for (size_t i = 0; i < n; i++)
+		srv_printf(c, "%s\r\n", buf);
 }
 
 static void end_of_data(struct srv_conn *c, struct smtp *st)
@@ -164,29 +234,40 @@ static void end_of_data(struct srv_conn *c, struct smtp *st)
 	st->in_data = false;
 	switch (st->data_err) {
 	case DATA_TOO_BIG:
-		srv_printf(c, "552 5.3.4 Message size exceeds fixed limit of %llu bytes\r\n",
+		data_reply(c, st, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
 			   (unsigned long long)srv_max_size(srv_server(c)));
 		reset_tx(st);
 		return;
 	case DATA_BARE:
-		srv_printf(c, "554 5.6.0 Message contains a bare CR or LF, rejected\r\n");
+		data_reply(c, st, "554 5.6.0 Message contains a bare CR or LF, rejected");
 		reset_tx(st);
 		return;
 	case DATA_LONG_LINE:
-		srv_printf(c, "500 5.5.2 Message contains a line longer than %d bytes\r\n",
+		data_reply(c, st, "500 5.5.2 Message contains a line longer than %d bytes",
 			   SMTP_TEXT_LINE_MAX);
 		reset_tx(st);
 		return;
 	case DATA_NOMEM:
-		srv_printf(c, "452 4.3.1 Insufficient system storage\r\n");
+		data_reply(c, st, "452 4.3.1 Insufficient system storage");
 		reset_tx(st);
 		return;
 	case DATA_OK:
 		break;
 	}
 	struct deliver_job *j = calloc(1, sizeof(*j));
+	if (j && st->lmtp) {
+		j->lmtp = true;
+		j->rcs = calloc(st->nrcpt, sizeof(*j->rcs));
+		j->ids = calloc(st->nrcpt, sizeof(*j->ids));
+		if (!j->rcs || !j->ids) {
+			free(j->rcs);
+			free(j->ids);
+			free(j);
+			j = NULL;
+		}
+	}
 	if (!j) {
-		srv_printf(c, "452 4.3.1 Insufficient system storage\r\n");
+		data_reply(c, st, "452 4.3.1 Insufficient system storage");
 		reset_tx(st);
 		return;
 	}
@@ -205,7 +286,10 @@ static void end_of_data(struct srv_conn *c, struct smtp *st)
 
 static void data_line(struct srv_conn *c, struct smtp *st, char *line, size_t len, bool too_long)
 {
-	if (too_long) {
+	/* RFC 5321 4.5.3.1.6: 1000 octets with the CRLF, "not counting the
+	 * leading dot duplicated for transparency": the engine lets one more
+	 * octet through (DATA_LINE_WIRE_MAX), allowed for a stuffed line only. */
+	if (too_long || len > (size_t)SMTP_TEXT_LINE_MAX + (line[0] == '.')) {
 		if (st->data_err == DATA_OK)
 			st->data_err = DATA_LONG_LINE;
 		return;
@@ -362,7 +446,7 @@ static void cmd_rcpt(struct srv_conn *c, struct smtp *st, char *arg)
 			return;
 		}
 	}
-	for (size_t i = 0; i < st->nrcpt; i++)
+	for (size_t i = 0; !st->lmtp && i < st->nrcpt; i++)
 		if (strcmp(st->rcpt[i], addr) == 0) { /* one copy per mailbox */
 			srv_printf(c, "250 2.1.5 Ok\r\n");
 			return;
@@ -389,7 +473,7 @@ static void smtp_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 	while (*arg == ' ')
 		arg++;
 #define IS(v) (vlen == sizeof(v) - 1 && strncasecmp(line, v, vlen) == 0)
-	if (IS("EHLO") || IS("HELO")) {
+	if (st->lmtp ? IS("LHLO") : IS("EHLO") || IS("HELO")) {
 		if (!*arg) {
 			srv_printf(c, "501 5.5.4 Syntax: %.4s hostname\r\n", line);
 			goto error;
@@ -397,7 +481,7 @@ static void smtp_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 		reset_tx(st);
 		snprintf(st->helo, sizeof(st->helo), "%s", arg);
 		st->greeted = true;
-		st->esmtp = IS("EHLO");
+		st->esmtp = !IS("HELO");
 		if (st->esmtp)
 			srv_printf(c, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
 				      "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
@@ -415,12 +499,13 @@ static void smtp_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 		} else if (!st->in_tx) {
 			srv_printf(c, "503 5.5.1 Error: need MAIL command\r\n");
 		} else if (st->nrcpt == 0) {
-			srv_printf(c, "554 5.5.1 Error: no valid recipients\r\n");
+			srv_printf(c, "%s 5.5.1 Error: no valid recipients\r\n",
+				   st->lmtp ? "503" : "554"); /* RFC 2033 4.2 */
 		} else {
 			st->in_data = true;
 			st->data_err = DATA_OK;
 			st->data_size = 0;
-			srv_set_line_max(c, SMTP_TEXT_LINE_MAX);
+			srv_set_line_max(c, DATA_LINE_WIRE_MAX);
 			start_message(c, st);
 			srv_printf(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
 		}
@@ -434,6 +519,10 @@ static void smtp_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 		srv_quit(c);
 	} else if (IS("VRFY")) {
 		srv_printf(c, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
+	} else if (IS("EHLO") || IS("HELO") || IS("LHLO")) { /* the other protocol's */
+		srv_printf(c, "500 5.5.1 Error: %s\r\n", st->lmtp ?
+			   "this is an LMTP server, send LHLO" : "this is an SMTP server, not LMTP");
+		goto error;
 	} else if (IS("EXPN") || IS("HELP") || IS("ETRN") || IS("TURN") ||
 		   IS("SEND") || IS("SOML") || IS("SAML") || IS("STARTTLS") || IS("AUTH") ||
 		   IS("BDAT")) {
@@ -450,6 +539,16 @@ error:
 		srv_quit(c);
 	}
 }
+
+const struct srv_proto lmtp_proto = {
+	.name = "lmtp",
+	.full_reply = "421 4.7.0 Too many connections, try again later\r\n",
+	.on_open = lmtp_open,
+	.on_line = smtp_line,
+	.on_wake = NULL,
+	.on_timeout = smtp_timeout,
+	.on_close = smtp_close,
+};
 
 const struct srv_proto smtp_proto = {
 	.name = "smtp",

@@ -27,6 +27,9 @@ static struct mail_store *store;
 static struct mail_users *users;
 static struct mail_server *srv;
 static int smtp_port, pop3_port;
+#ifdef MAIL_SERVER_LMTP
+static int lmtp_port;
+#endif
 
 #define MAX_SIZE (64 * 1024)
 
@@ -47,8 +50,15 @@ static void start(void)
 		.smtp_addr = "127.0.0.1:0", .pop3_addr = "127.0.0.1:0",
 		.hostname = "mx.test", .max_size = MAX_SIZE, .idle_timeout_s = opt_idle_s,
 		.max_conns = opt_max_conns,
+#ifdef MAIL_SERVER_LMTP /* server.h with an LMTP listener */
+		.lmtp_addr = "127.0.0.1:0",
+#endif
 	};
 	cr_assert_eq(mail_server_start(store, users, &o, &srv), 0);
+#ifdef MAIL_SERVER_LMTP
+	lmtp_port = mail_server_port(srv, MAIL_LMTP);
+	cr_assert_gt(lmtp_port, 0);
+#endif
 	smtp_port = mail_server_port(srv, MAIL_SMTP);
 	pop3_port = mail_server_port(srv, MAIL_POP3);
 	cr_assert_gt(smtp_port, 0);
@@ -404,6 +414,54 @@ Test(smtp, overlong_lines_and_junk)
 	cr_assert_eq(mailbox_count("alice", NULL), 0);
 }
 
+/* RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF,
+ * "not counting the leading dot duplicated for transparency": a 998-octet
+ * line starting with a dot is 1001 octets on the wire and must pass (swaks
+ * sending such a line got 500 before). One octet more is still too long,
+ * stuffed or not. */
+Test(smtp, dot_stuffed_998_octet_line)
+{
+	static char line[1100], want[1100];
+	want[0] = '.';
+	memset(want + 1, 'x', 997);
+	want[998] = '\0';
+	line[0] = '.'; /* stuffed: 1001 octets */
+	memcpy(line + 1, want, 998);
+	memcpy(line + 999, "\r\n", 3);
+	cr_assert_eq(strlen(line), 1001);
+	struct client *c = smtp_hello();
+	csend(c, "MAIL FROM:<a@b>\r\nRCPT TO:<alice@x>\r\nDATA\r\n");
+	expect(c, "250 ");
+	expect(c, "250 ");
+	expect(c, "354 ");
+	csend(c, "Subject: long\r\n\r\n");
+	csend(c, line);
+	csend(c, "end\r\n.\r\n");
+	expect(c, "250 2.0.0");
+	/* 999 octets unstuffed (1001 with CRLF), then 999 stuffed (1002) */
+	for (int stuffed = 0; stuffed < 2; stuffed++) {
+		memset(line, stuffed ? '.' : 'y', 1001);
+		strcpy(line + (stuffed ? 1000 : 999), "\r\n");
+		csend(c, "MAIL FROM:<a@b>\r\nRCPT TO:<alice@x>\r\nDATA\r\n");
+		expect(c, "250 ");
+		expect(c, "250 ");
+		expect(c, "354 ");
+		csend(c, line);
+		csend(c, ".\r\n");
+		expect(c, "500 5.5.2");
+	}
+	csend(c, "QUIT\r\n");
+	expect(c, "221 ");
+	client_close(c);
+	char *msg;
+	cr_assert_eq(mailbox_count("alice", &msg), 1);
+	char *body = strstr(msg, "\n\n");
+	cr_assert_not_null(body);
+	cr_assert_eq(strncmp(body + 2, want, 998), 0);
+	cr_assert_str_eq(body + 2 + 998, "\nend\n");
+	free(msg);
+}
+
 Test(smtp, two_hundred_idle_connections)
 {
 	enum { N = 200 };
@@ -419,6 +477,83 @@ Test(smtp, two_hundred_idle_connections)
 		client_close(c[i]);
 	}
 }
+
+/* ------------------------------- LMTP ------------------------------- */
+
+/* An SMTP server is not an LMTP server (RFC 2033 5: never on port 25). */
+Test(smtp, lhlo_refused)
+{
+	struct client *c = client_open(smtp_port);
+	expect(c, "220 mx.test ESMTP");
+	csend(c, "LHLO client.test\r\n");
+	expect(c, "500 5.5.1");
+	csend(c, "MAIL FROM:<a@b>\r\n");
+	expect(c, "503 ");
+	client_close(c);
+}
+
+#ifdef MAIL_SERVER_LMTP
+static struct client *lmtp_hello(void)
+{
+	struct client *c = client_open(lmtp_port);
+	expect(c, "220 mx.test LMTP");
+	csend(c, "EHLO client.test\r\n"); /* RFC 2033 4.1: LHLO only */
+	expect(c, "500 5.5.1");
+	csend(c, "HELO client.test\r\n");
+	expect(c, "500 5.5.1");
+	csend(c, "LHLO client.test\r\n");
+	char caps[1024];
+	expect_ehlo(c, caps, sizeof(caps));
+	cr_assert_not_null(strstr(caps, "PIPELINING\n"));         /* RFC 2033 4.1: MUST */
+	cr_assert_not_null(strstr(caps, "ENHANCEDSTATUSCODES\n")); /* SHOULD */
+	return c;
+}
+
+/* One reply per accepted RCPT after the dot, in order, a duplicate included
+ * (one copy delivered); the refused recipient gets none. Pipelined, as
+ * postal -L and swaks --protocol LMTP --pipeline send it. */
+Test(smtp, lmtp_one_reply_per_recipient)
+{
+	struct client *c = lmtp_hello();
+	csend(c, "MAIL FROM: <s@example.org>\r\nRCPT TO:<alice@x>\r\nRCPT TO:<nobody@x>\r\n"
+		 "RCPT TO:<bob@x>\r\nRCPT TO: <alice@y>\r\nDATA\r\n");
+	expect(c, "250 2.1.0");
+	expect(c, "250 2.1.5");
+	expect(c, "550 5.7.1");
+	expect(c, "250 2.1.5");
+	expect(c, "250 2.1.5");
+	expect(c, "354 ");
+	csend(c, "Subject: lmtp\r\n\r\n..dot\r\n.\r\nNOOP\r\n");
+	expect(c, "250 2.0.0 <alice>");
+	expect(c, "250 2.0.0 <bob>");
+	expect(c, "250 2.0.0 <alice>");
+	expect(c, "250 2.0.0"); /* NOOP: nothing more came before it */
+	/* no recipient: 503 (RFC 2033 4.2), not 554 */
+	csend(c, "MAIL FROM:<>\r\nRCPT TO:<nobody@x>\r\nDATA\r\nRSET\r\n");
+	expect(c, "250 2.1.0");
+	expect(c, "550 5.7.1");
+	expect(c, "503 5.5.1");
+	expect(c, "250 2.0.0");
+	/* a message refused as a whole: the reply once per recipient */
+	csend(c, "MAIL FROM:<>\r\nRCPT TO:<alice@x>\r\nRCPT TO:<bob@x>\r\nDATA\r\n");
+	expect(c, "250 2.1.0");
+	expect(c, "250 2.1.5");
+	expect(c, "250 2.1.5");
+	expect(c, "354 ");
+	csend(c, "bare\nlf\r\n.\r\n");
+	expect(c, "554 5.6.0");
+	expect(c, "554 5.6.0");
+	csend(c, "QUIT\r\n");
+	expect(c, "221 ");
+	client_close(c);
+	char *msg;
+	cr_assert_eq(mailbox_count("alice", &msg), 1);
+	cr_assert_not_null(strstr(msg, "with LMTP;"), "%s", msg);
+	cr_assert_not_null(strstr(msg, "\n\n.dot\n"), "%s", msg);
+	free(msg);
+	cr_assert_eq(mailbox_count("bob", NULL), 1);
+}
+#endif
 
 /* ------------------------------- POP3 ------------------------------- */
 
@@ -542,6 +677,70 @@ Test(pop3, commands)
 	cr_assert_eq(mailbox_count("alice", &first), 1);
 	cr_assert_not_null(strstr(first, "Subject: one"));
 	free(first);
+}
+
+/* RFC 1939 7: a unique-id is 1..70 octets of 0x21..0x7E. A file another
+ * program put into the Maildir may have a longer name (Dovecot's ",S=,W="
+ * names): its UIDL is a stable hash instead; our own ids are sent as is. */
+Test(pop3, uidl_of_a_long_foreign_name)
+{
+	deliver_two();
+	const char *name = "1700000000.M123456P7890V0000000000000803I00000000000123ab_0."
+			   "mail-server-1.example.internal,S=25,W=27";
+	cr_assert_gt(strlen(name), 70);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/alice/new/%s", root, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("Subject: foreign\n\nhello\n", f);
+	cr_assert_eq(fclose(f), 0);
+	char first[3][80];
+	for (int session = 0; session < 2; session++) {
+		struct client *c = pop3_login("alice", "alice-pw", "+OK");
+		csend(c, "UIDL\r\n");
+		expect(c, "+OK");
+		char *list = multiline(c);
+		int n = 0, foreign = 0;
+		for (char *l = strtok(list, "\n"); l; l = strtok(NULL, "\n"), n++) {
+			cr_assert_lt(n, 3, "%s", l);
+			int num;
+			char uid[200];
+			cr_assert_eq(sscanf(l, "%d %199s", &num, uid), 2, "%s", l);
+			cr_assert_eq(num, n + 1);
+			size_t len = strlen(uid);
+			cr_assert(len >= 1 && len <= 70, "UIDL '%s' is %zu long", uid, len);
+			for (size_t i = 0; i < len; i++)
+				cr_assert(uid[i] >= 0x21 && uid[i] <= 0x7e);
+			if (session == 0)
+				strcpy(first[n], uid);
+			else
+				cr_assert_str_eq(uid, first[n], "UIDL changed between sessions");
+			if (strcmp(uid, ids[0]) && strcmp(uid, ids[1])) {
+				foreign = num;
+				cr_assert_eq(uid[0], 'h');
+				cr_assert_eq(len, 33);
+			}
+		}
+		free(list);
+		cr_assert_eq(n, 3);
+		cr_assert_gt(foreign, 0);
+		char cmd[64];
+		snprintf(cmd, sizeof(cmd), "UIDL %d\r\n", foreign);
+		csend(c, cmd);
+		char want[100];
+		snprintf(want, sizeof(want), "+OK %d %s", foreign, first[foreign - 1]);
+		expect(c, want);
+		snprintf(cmd, sizeof(cmd), "RETR %d\r\n", foreign);
+		csend(c, cmd);
+		expect(c, "+OK");
+		char *msg = multiline(c);
+		cr_assert_str_eq(msg, "Subject: foreign\n\nhello\n");
+		free(msg);
+		csend(c, "QUIT\r\n");
+		expect(c, "+OK");
+		client_close(c);
+	}
+	cr_assert_eq(mailbox_count("alice", NULL), 3);
 }
 
 Test(pop3, dele_without_quit_removes_nothing)
