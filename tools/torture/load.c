@@ -230,7 +230,7 @@ static int deliver_one(struct worker *w, struct conn *c)
 		atomic_fetch_add(&ld->acked, 1);
 		return 0;
 	}
-	return r < 0 ? r : -EPROTO;
+	return r < 0 ? r : -r;   /* -code: the SMTP reply that refused it */
 }
 
 static void *writer_main(void *arg)
@@ -250,8 +250,13 @@ static void *writer_main(void *arg)
 		if (!r)
 			r = deliver_one(w, &c);
 		if (r) {
+			char what[64];
+			if (r <= -200)
+				snprintf(what, sizeof(what), "SMTP delivery refused: %d", -r);
+			else
+				snprintf(what, sizeof(what), "SMTP delivery failed: %s", strerror(-r));
 			conn_close(&c);
-			transaction_failed(ld, gen, "SMTP delivery failed");
+			transaction_failed(ld, gen, what);
 			usleep(50000);
 		}
 	}

@@ -470,7 +470,9 @@ int volume_pull(struct volume *v, int leg, bool real)
 int volume_replace(struct volume *v, int leg)
 {
 	char file[600], disk[600], req[700];
-	snprintf(file, sizeof(file), "%s/disk%d-r%u.img", v->workdir, leg + 1, ++v->generation);
+	/* unique across runs: a later run must not reuse a disk in service */
+	snprintf(file, sizeof(file), "%s/disk%d-%ld-r%u.img", v->workdir, leg + 1, (long)getpid(),
+		 ++v->generation);
 	int r = make_file(file, v->size);
 	if (r)
 		return r;

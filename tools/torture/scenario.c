@@ -103,13 +103,35 @@ static int run_power(struct volume *v, struct load *ld, uint64_t *rng, double se
 	return r;
 }
 
+/* A disk pull strikes a redundant array: wait until no resync is left
+ * (after a mount, the stale chunks are copied in the background; failing
+ * the only complete disk then is a double failure, not this scenario). */
+static int wait_redundant(struct volume *v)
+{
+	for (int i = 0; i < 1200; i++) {
+		long stale = volume_stale_chunks(v, NULL);
+		char reply[8192];
+		if (stale < 0)
+			return (int)stale;
+		if (stale == 0 && volume_control(v, "status --json", reply, sizeof(reply)) == 0 &&
+		    !strstr(reply, "\"rebuilding\"") && !strstr(reply, "\"failed\"") &&
+		    !strstr(reply, "\"missing\""))
+			return 0;
+		usleep(100000);
+	}
+	return -ETIMEDOUT;
+}
+
 /* Fail leg under load (half the time a real pull when the disks are loop
  * devices), let the degraded array serve a while, replace, rebuild. */
 static int pull_and_replace(struct volume *v, uint64_t *rng, int leg, double degraded_s)
 {
+	int r = wait_redundant(v);
+	if (r)
+		return tlog(v, "the array did not become redundant: %s", strerror(-r)), r;
 	bool real = rnd(rng) & 1;
 	tlog(v, "pull disk %d (%s)", leg + 1, real && v->loop ? "loop device" : "control channel");
-	int r = volume_pull(v, leg, real);
+	r = volume_pull(v, leg, real);
 	if (r)
 		return tlog(v, "pull failed: %s", strerror(-r)), r;
 	sleep_seconds(degraded_s);
