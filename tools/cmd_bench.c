@@ -91,9 +91,12 @@ static void usage(FILE *out)
 "       catamaran bench blockdev --check LOG [--degraded] DISK1 DISK2\n"
 "       catamaran bench fs [options] DISK1 DISK2\n"
 "       catamaran bench maildir [options] DIR\n"
+"       catamaran bench mail [options] DIR\n"
 "\n"
 "bench fs and bench maildir time Maildir deliveries on the filesystem and\n"
-"on any directory: see 'catamaran bench fs --help'.\n"
+"on any directory: see 'catamaran bench fs --help'. bench mail runs the\n"
+"Mailboat workload (deliver, pickup, delete, unlock) on the mail store in\n"
+"DIR: see 'catamaran bench mail --help'.\n"
 "\n"
 "bench blockdev runs a load on the mirror made of DISK1 and DISK2 (formatted\n"
 "with `catamaran format`; a pending resync is run first) and prints IOPS,\n"
@@ -1308,9 +1311,11 @@ int cmd_bench(int argc, char **argv)
 		return cmd_bench_fs(argc - 1, argv + 1);
 	if (strcmp(argv[1], "maildir") == 0)
 		return cmd_bench_maildir(argc - 1, argv + 1);
+	if (strcmp(argv[1], "mail") == 0)
+		return cmd_bench_mail(argc - 1, argv + 1);
 	if (strcmp(argv[1], "blockdev") != 0)
 		return cli_usage_error("bench", "unknown benchmark '%s' (there are: blockdev, "
-				       "fs, maildir)", argv[1]);
+				       "fs, maildir, mail)", argv[1]);
 	struct bench_opts o;
 	int rc = parse_options(argc - 1, argv + 1, &o);
 	if (rc)

@@ -1,6 +1,12 @@
 /*
  * deliver.c - Maildir delivery: write tmp/NAME, fsync it, link() it into
  * new/, fsync new/, unlink tmp/NAME. Returns only when durable.
+ *
+ * Every step names files relative to the mailbox's directories, kept open
+ * by the store's cache (mailbox.c): one delivery is seven system calls
+ * (openat, write, fsync, close, linkat, fsync, unlinkat). A directory
+ * removed under us makes creating in it fail with ENOENT: the mailbox is
+ * then reopened (made again) and the step retried once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,27 +17,27 @@
 
 #define NAME_TRIES 100
 
-/* Create USER/tmp/NAME under a fresh unique name (EEXIST: another name;
- * ENOENT: the mailbox is created first). Returns the fd. */
-static int create_tmp(struct mail_store *store, const char *user,
-		      char *name, char *path)
+/* Create tmp/NAME under a fresh unique name (EEXIST: another name;
+ * ENOENT: tmp/ is gone, the mailbox is reopened once). Returns the fd; *mb
+ * may be replaced by a reopened mailbox (the reference moves with it). */
+static int create_tmp(struct mail_store *store, struct mailbox **mb, char *name)
 {
-	bool created = false;
+	bool reopened = false;
 	for (int i = 0; i < NAME_TRIES; i++) {
 		int rc = name_unique(store, name, MAIL_ID_MAX);
-		if (rc == 0)
-			rc = io_path(path, user, "tmp", name);
 		if (rc < 0)
 			return rc;
-		int fd = io_open_at(store->root_fd, path,
-				    O_WRONLY | O_CREAT | O_EXCL, 0600);
+		int fd = io_open_at((*mb)->tmp_fd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		if (fd >= 0)
 			return fd;
-		if (fd == -ENOENT && !created) {
-			rc = mailbox_create(store, user);
+		if (fd == -ENOENT && !reopened) {
+			struct mailbox *fresh;
+			rc = mailbox_reopen(store, *mb, &fresh);
 			if (rc < 0)
 				return rc;
-			created = true;
+			mailbox_put(store, *mb);
+			*mb = fresh;
+			reopened = true;
 			continue;
 		}
 		if (fd != -EEXIST)
@@ -49,26 +55,23 @@ static int write_tmp(int fd, const void *msg, size_t len)
 	return rc < 0 ? rc : rc2;
 }
 
-/* Link tmp_path to USER/new/ID, first under the tmp name, then under
- * fresh names while that one exists. Fills id. */
-static int link_new(struct mail_store *store, const char *user,
-		    const char *tmp_path, const char *tmp_name, char *id)
+/* Link tmp/NAME of mb to new/ID, first under the tmp name, then under
+ * fresh names while that one exists. Fills id. ENOENT (new/ is gone; or
+ * tmp/NAME, and then the retry fails too): the mailbox is reopened once
+ * and *fresh (NULL before) holds the reopened one, with a reference. */
+static int link_new(struct mail_store *store, struct mailbox *mb, const char *tmp_name,
+		    struct mailbox **fresh, char *id)
 {
-	bool created = false;
 	strcpy(id, tmp_name);
 	for (int i = 0; i < NAME_TRIES; i++) {
-		char path[MAIL_PATH_MAX];
-		int rc = io_path(path, user, "new", id);
-		if (rc < 0)
-			return rc;
-		if (linkat(store->root_fd, tmp_path, store->root_fd, path, 0) == 0)
+		const struct mailbox *target = *fresh ? *fresh : mb;
+		if (linkat(mb->tmp_fd, tmp_name, target->new_fd, id, 0) == 0)
 			return 0;
-		rc = -errno;
-		if (rc == -ENOENT && !created) {
-			rc = mailbox_create(store, user);
+		int rc = -errno;
+		if (rc == -ENOENT && !*fresh) {
+			rc = mailbox_reopen(store, mb, fresh);
 			if (rc < 0)
 				return rc;
-			created = true;
 			continue;
 		}
 		if (rc != -EEXIST && rc != -EINTR)
@@ -81,15 +84,24 @@ static int link_new(struct mail_store *store, const char *user,
 
 /* fsync new/; if that fails the message is withdrawn (best effort) so
  * that an error means "not delivered" as far as we can make it so. */
-static int sync_new(struct mail_store *store, const char *user,
-		    const char *id)
+static int sync_new(const struct mailbox *mb, const char *id)
 {
-	char path[MAIL_PATH_MAX];
-	int rc = io_path(path, user, "new", NULL);
+	int rc = io_fsync(mb->new_fd);
+	if (rc < 0)
+		(void)unlinkat(mb->new_fd, id, 0);
+	return rc;
+}
+
+/* The steps after the tmp file was made in mb's tmp/. */
+static int link_and_sync(struct mail_store *store, struct mailbox *mb,
+			 const char *name, char *id)
+{
+	struct mailbox *fresh = NULL;
+	int rc = link_new(store, mb, name, &fresh, id);
 	if (rc == 0)
-		rc = io_fsync_dir_at(store->root_fd, path);
-	if (rc < 0 && io_path(path, user, "new", id) == 0)
-		(void)unlinkat(store->root_fd, path, 0);
+		rc = sync_new(fresh ? fresh : mb, id);
+	if (fresh)
+		mailbox_put(store, fresh);
 	return rc;
 }
 
@@ -98,19 +110,24 @@ int mail_deliver(struct mail_store *store, const char *user,
 {
 	if (!store || !mail_name_valid(user) || (!msg && len > 0))
 		return -EINVAL;
-	char name[MAIL_ID_MAX], id[MAIL_ID_MAX], tmp_path[MAIL_PATH_MAX];
-	int fd = create_tmp(store, user, name, tmp_path);
-	if (fd < 0)
+	struct mailbox *mb;
+	int rc = mailbox_get(store, user, &mb);
+	if (rc < 0)
+		return rc;
+	char name[MAIL_ID_MAX], id[MAIL_ID_MAX];
+	int fd = create_tmp(store, &mb, name);
+	if (fd < 0) {
+		mailbox_put(store, mb);
 		return fd;
-	int rc = write_tmp(fd, msg, len);
+	}
+	rc = write_tmp(fd, msg, len);
 	if (rc == 0)
-		rc = link_new(store, user, tmp_path, name, id);
-	if (rc == 0)
-		rc = sync_new(store, user, id);
+		rc = link_and_sync(store, mb, name, id);
 	/* The tmp name is only a spool entry: once new/ holds the message,
 	 * failing to remove it does not undo the delivery, and mail_recover
 	 * removes it after this process exits. */
-	(void)unlinkat(store->root_fd, tmp_path, 0);
+	(void)unlinkat(mb->tmp_fd, name, 0);
+	mailbox_put(store, mb);
 	if (rc == 0 && id_out)
 		strcpy(id_out, id);
 	return rc;

@@ -2,6 +2,7 @@
  * io.c - syscall helpers for the mail store: every call checked, EINTR
  * retried, short reads and writes completed, errors as negative errno.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -140,4 +141,30 @@ int io_next_entry(DIR *d, struct dirent **out)
 	errno = 0;
 	*out = readdir(d);
 	return *out || !errno ? 0 : -errno;
+}
+
+/* getdents64 straight into a buffer: no DIR stream to allocate, and the
+ * directory stays open in the caller's cache. */
+int io_scan_dir(int dirfd, int (*fn)(void *ctx, const char *name, unsigned char type),
+		void *ctx)
+{
+	char buf[8192] __attribute__((aligned(8)));
+	if (lseek(dirfd, 0, SEEK_SET) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = getdents64(dirfd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		for (ssize_t off = 0; off < n;) {
+			struct dirent64 *e = (struct dirent64 *)(buf + off);
+			off += e->d_reclen;
+			int rc = fn(ctx, e->d_name, e->d_type);
+			if (rc < 0)
+				return rc;
+		}
+	}
 }

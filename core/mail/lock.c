@@ -9,6 +9,11 @@
  * records the locks it holds, so that delete/read/unlock find them, and
  * makes a second pickup through the same store fail fast with -EBUSY.
  *
+ * The lock file stays open in the store's mailbox cache (mailbox.c), so a
+ * pickup is one fcntl to lock and one to unlock. A lock file removed while
+ * open would let another opener lock a new file of the same name: after
+ * locking, a file with no name left is closed and the path opened again.
+ *
  * A hold is reference-counted: lock_get() returns it with a reference,
  * lock_put() drops it, and it is freed when the last reference goes after
  * lock_release() took it out of the table.
@@ -17,16 +22,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/mail/mail_internal.h"
 
 static unsigned bucket_of(const char *user)
 {
-	unsigned h = 2166136261u;
-	for (const char *p = user; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return h % MAIL_HOLD_BUCKETS;
+	return name_hash(user) % MAIL_HOLD_BUCKETS;
 }
 
 static struct hold **find_slot(struct mail_store *store, const char *user)
@@ -53,7 +56,7 @@ static void hold_free(struct hold *h)
 	free(h);
 }
 
-/* A new entry in the table, not yet locked (fd -1): -EBUSY if present. */
+/* A new entry in the table, not yet locked: -EBUSY if present. */
 static int hold_insert(struct mail_store *store, const char *user,
 		       struct hold **out)
 {
@@ -66,7 +69,6 @@ static int hold_insert(struct mail_store *store, const char *user,
 		return -rc;
 	}
 	strcpy(h->user, user);
-	h->fd = -1;
 	h->refs = 2;   /* the table's and the taker's */
 	pthread_mutex_lock(&store->mu);
 	struct hold **pp = find_slot(store, user);
@@ -81,20 +83,38 @@ static int hold_insert(struct mail_store *store, const char *user,
 	return 0;
 }
 
-/* Take h out of the table and drop the table's reference; false if
- * another thread did it first. The caller still holds a reference. */
-static bool hold_remove(struct mail_store *store, struct hold *h)
+/* Mark h closing (no new references): true for the one caller that did
+ * it first. h stays in the table, so no new hold of its user can start
+ * before hold_unlink: its lock can be released in between without
+ * another thread of this store locking the same open file description
+ * (which would succeed, being the same owner) and losing its lock to
+ * our F_UNLCK. */
+static bool hold_claim(struct mail_store *store, struct hold *h)
+{
+	pthread_mutex_lock(&store->mu);
+	bool first = !h->closing;
+	h->closing = true;
+	pthread_mutex_unlock(&store->mu);
+	return first;
+}
+
+/* Take a claimed h out of the table and drop the table's reference. The
+ * caller still holds a reference. */
+static void hold_unlink(struct mail_store *store, struct hold *h)
 {
 	pthread_mutex_lock(&store->mu);
 	struct hold **pp = find_slot(store, h->user);
-	bool mine = *pp == h;
-	if (mine) {
+	if (*pp == h) {
 		*pp = h->next;
 		h->refs--;
 	}
-	h->closing = true;
 	pthread_mutex_unlock(&store->mu);
-	return mine;
+}
+
+static void hold_remove(struct mail_store *store, struct hold *h)
+{
+	if (hold_claim(store, h))
+		hold_unlink(store, h);
 }
 
 static int ofd_lock(int fd, short type)
@@ -113,44 +133,71 @@ static int ofd_lock(int fd, short type)
 	}
 }
 
-/* Open and lock USER/.catamaran.lock, creating the mailbox if needed. */
-static int open_locked(struct mail_store *store, const char *user)
+static int open_lock_file(struct mail_store *store, const char *user)
 {
 	char path[MAIL_PATH_MAX];
 	int rc = io_path(path, user, MAIL_LOCK_FILE, NULL);
-	if (rc < 0)
-		return rc;
-	int fd = io_open_at(store->root_fd, path, O_RDWR | O_CREAT, 0600);
-	if (fd == -ENOENT) {
-		rc = mailbox_create(store, user);
-		if (rc < 0)
-			return rc;
-		fd = io_open_at(store->root_fd, path, O_RDWR | O_CREAT, 0600);
-	}
-	if (fd < 0)
-		return fd;
-	rc = ofd_lock(fd, F_WRLCK);
-	if (rc < 0) {
-		io_close(fd);
-		return rc;
-	}
-	return fd;
+	return rc < 0 ? rc : io_open_at(store->root_fd, path, O_RDWR | O_CREAT, 0600);
 }
 
+/* Lock mb's lock file (opened on first use): 0, -EBUSY, or -errno. */
+static int lock_mailbox(struct mail_store *store, struct mailbox *mb)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		if (mb->lock_fd < 0) {
+			int fd = open_lock_file(store, mb->user);
+			if (fd < 0)
+				return fd;
+			mb->lock_fd = fd;
+		}
+		int rc = ofd_lock(mb->lock_fd, F_WRLCK);
+		if (rc < 0)
+			return rc;
+		struct stat st;
+		if (fstat(mb->lock_fd, &st) < 0) {
+			rc = -errno;
+			ofd_lock(mb->lock_fd, F_UNLCK);
+			return rc;
+		}
+		if (st.st_nlink > 0)
+			return 0;
+		ofd_lock(mb->lock_fd, F_UNLCK);   /* removed: lock the new one */
+		io_close(mb->lock_fd);
+		mb->lock_fd = -1;
+	}
+	return -EBUSY;
+}
+
+/* mb's lock_fd is only touched by the holder of user's hold (the hold
+ * table makes it one thread at a time in this store). */
 int lock_take(struct mail_store *store, const char *user, struct hold **out)
 {
 	struct hold *h = NULL;
 	int rc = hold_insert(store, user, &h);
 	if (rc < 0)
 		return rc;
-	int fd = open_locked(store, user);
-	if (fd < 0) {
+	struct mailbox *mb = NULL;
+	rc = mailbox_get(store, user, &mb);
+	if (rc == 0)
+		rc = lock_mailbox(store, mb);
+	if (rc == -ENOENT && mb) {   /* the mailbox was removed: make it again */
+		struct mailbox *fresh;
+		rc = mailbox_reopen(store, mb, &fresh);
+		mailbox_put(store, mb);
+		mb = rc == 0 ? fresh : NULL;
+		if (rc == 0)
+			rc = lock_mailbox(store, mb);
+	}
+	if (rc < 0) {
+		if (mb)
+			mailbox_put(store, mb);
 		hold_remove(store, h);
 		lock_put(store, h);
-		return fd;
+		return rc;
 	}
 	pthread_mutex_lock(&store->mu);
-	h->fd = fd;
+	h->mb = mb;
+	h->locked = true;
 	pthread_mutex_unlock(&store->mu);
 	*out = h;
 	return 0;
@@ -160,7 +207,7 @@ struct hold *lock_get(struct mail_store *store, const char *user)
 {
 	pthread_mutex_lock(&store->mu);
 	struct hold *h = *find_slot(store, user);
-	if (h && (h->fd < 0 || h->closing))
+	if (h && (!h->locked || h->closing))
 		h = NULL;
 	if (h)
 		h->refs++;
@@ -173,12 +220,15 @@ void lock_put(struct mail_store *store, struct hold *h)
 	pthread_mutex_lock(&store->mu);
 	bool last = --h->refs == 0 && h->closing;
 	pthread_mutex_unlock(&store->mu);
-	if (last)
-		hold_free(h);
+	if (!last)
+		return;
+	if (h->mb)
+		mailbox_put(store, h->mb);
+	hold_free(h);
 }
 
-/* fsync cur/ and new/ if something was deleted (or moved to cur/). */
-static int sync_deletes(struct mail_store *store, struct hold *h)
+/* fsync cur/ and new/ if something was deleted. */
+static int sync_deletes(struct hold *h)
 {
 	pthread_mutex_lock(&h->mu);
 	bool dirty = h->dirty;
@@ -186,28 +236,22 @@ static int sync_deletes(struct mail_store *store, struct hold *h)
 	pthread_mutex_unlock(&h->mu);
 	if (!dirty)
 		return 0;
-	char path[MAIL_PATH_MAX];
-	int rc = io_path(path, h->user, "cur", NULL);
-	if (rc == 0)
-		rc = io_fsync_dir_at(store->root_fd, path);
-	if (rc == 0)
-		rc = io_path(path, h->user, "new", NULL);
-	if (rc == 0)
-		rc = io_fsync_dir_at(store->root_fd, path);
-	return rc;
+	int rc = io_fsync(h->mb->cur_fd);
+	return rc < 0 ? rc : io_fsync(h->mb->new_fd);
 }
 
 /* Called with one reference to h held by the caller (dropped here). An
  * explicit F_UNLCK releases the lock even if a forked child still shares
- * the open file description. */
+ * the open file description; the lock file stays open in the cache. The
+ * mailbox is let go with the hold's last reference (lock_put). */
 int lock_release(struct mail_store *store, struct hold *h)
 {
-	int rc = sync_deletes(store, h);
-	if (hold_remove(store, h)) {
-		int rc2 = ofd_lock(h->fd, F_UNLCK);
-		int rc3 = io_close(h->fd);
+	int rc = sync_deletes(h);
+	if (hold_claim(store, h)) {
+		int rc2 = ofd_lock(h->mb->lock_fd, F_UNLCK);
 		if (rc == 0)
-			rc = rc2 < 0 ? rc2 : rc3;
+			rc = rc2;
+		hold_unlink(store, h);
 	} else {
 		rc = -ENOLCK;   /* a concurrent unlock won */
 	}
@@ -234,7 +278,7 @@ int lock_release_all(struct mail_store *store)
 	struct hold *h = NULL;
 	while ((h = first_hold(store)) != NULL) {
 		int rc = 0;
-		if (h->fd >= 0) {
+		if (h->locked) {
 			rc = lock_release(store, h);
 		} else {   /* a pickup still acquiring: misuse, just drop it */
 			hold_remove(store, h);

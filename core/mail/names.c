@@ -52,17 +52,51 @@ void name_host(char *out)
 	out[i] = '\0';
 }
 
+unsigned name_hash(const char *user)
+{
+	unsigned h = 2166136261u;   /* FNV-1a */
+	for (const char *p = user; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h;
+}
+
+/* Append the decimal digits of v (at least width of them, zero-padded). */
+static char *put_decimal(char *p, unsigned long long v, int width)
+{
+	char digits[24];
+	int n = 0;
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n < width)
+		digits[n++] = '0';
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+/* "SEC.M<usec>P<pid>Q<n>.HOST", formatted by hand: it is made for every
+ * delivery. */
 int name_unique(const struct mail_store *store, char *out, size_t size)
 {
 	struct timespec ts;
 	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
 		return -errno;
 	unsigned long q = atomic_fetch_add(&delivery_counter, 1) + 1;
-	int n = snprintf(out, size, "%lld.M%06ldP%ldQ%lu.%s",
-			 (long long)ts.tv_sec, ts.tv_nsec / 1000,
-			 (long)getpid(), q, store->host);
-	if (n < 0 || (size_t)n >= size)
+	size_t host_len = strlen(store->host);
+	if (size < 3 * 24 + 6 + host_len)
 		return -ENAMETOOLONG;
+	char *p = put_decimal(out, (unsigned long long)ts.tv_sec, 1);
+	*p++ = '.';
+	*p++ = 'M';
+	p = put_decimal(p, (unsigned long long)(ts.tv_nsec / 1000), 6);
+	*p++ = 'P';
+	p = put_decimal(p, (unsigned long long)store->pid, 1);
+	*p++ = 'Q';
+	p = put_decimal(p, q, 1);
+	*p++ = '.';
+	memcpy(p, store->host, host_len + 1);
 	return 0;
 }
 
