@@ -288,11 +288,11 @@ static int settle_cycle(struct volume *v, struct ledger *l, struct violations *v
 
 static int one_cycle(const struct torture_args *a, const struct scenario *sc,
 		     struct volume *v, struct ledger *l, struct violations *viol,
-		     uint64_t *rng, struct scenario_stats *s)
+		     struct prng *rng, struct scenario_stats *s)
 {
 	struct load_config lc = { .smtp_port = v->smtp_port, .pop3_port = v->pop3_port,
 				  .writers = a->writers, .readers = a->readers,
-				  .seed = *rng ^ s->cycles };
+				  .seed = prng_next(rng) };
 	struct load *ld;
 	int r = load_start(&lc, l, viol, &ld);
 	if (r)
@@ -334,7 +334,7 @@ static void take_violations(struct violations *v, struct scenario_stats *s,
 
 static int run_scenario(const struct torture_args *a, const struct scenario *sc,
 			struct volume *v, struct ledger *l, struct violations *viol,
-			uint64_t *rng, struct scenario_stats *s)
+			struct prng *rng, struct scenario_stats *s)
 {
 	unsigned long before[5] = { atomic_load(&viol->lost), atomic_load(&viol->partial),
 				    atomic_load(&viol->duplicated), atomic_load(&viol->resurrected),
@@ -344,7 +344,7 @@ static int run_scenario(const struct torture_args *a, const struct scenario *sc,
 	bool same_limit = !sc->resync_limit == !v->resync_limit;
 	if (sc->crashtest != (v->crash_seed != 0) || !same_limit) {   /* other mount options */
 		r = volume_unmount(v);
-		v->crash_seed = sc->crashtest ? (*rng | 1) : 0;
+		v->crash_seed = sc->crashtest ? (prng_next(rng) | 1) : 0;
 		v->resync_limit = sc->resync_limit;
 		if (!r)
 			r = start_service(v);
@@ -416,7 +416,8 @@ int cmd_torture(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/ledger.log", a.workdir);
 	if ((r = ledger_open(path, &l)))
 		fprintf(stderr, "catamaran torture: %s: %s\n", path, strerror(-r));
-	uint64_t rng = a.seed;
+	struct prng rng;
+	prng_seed(&rng, a.seed);
 	size_t ns = 0;
 	struct sigaction sa = { .sa_handler = on_interrupt };
 	sigaction(SIGINT, &sa, NULL);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/util.h"
 #include "tools/torture/torture.h"
 
 struct load {
@@ -53,7 +54,7 @@ struct conn {
 struct worker {
 	struct load *ld;
 	unsigned id;
-	uint64_t rng;
+	struct prng rng;
 };
 
 /* ---- socket lines ---- */
@@ -180,14 +181,6 @@ void load_window_close(struct load *ld)
 
 /* ---- writers ---- */
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 /* Dot-stuff msg (CRLF lines) and end it with CRLF.CRLF. */
 static char *dot_stuff(const char *msg, size_t len, size_t *out_len)
 {
@@ -208,7 +201,7 @@ static char *dot_stuff(const char *msg, size_t len, size_t *out_len)
 static int deliver_one(struct worker *w, struct conn *c)
 {
 	struct load *ld = w->ld;
-	int user = (int)(rnd(&w->rng) % TORTURE_USERS);
+	int user = (int)(prng_below(&w->rng, TORTURE_USERS));
 	size_t len, slen, idx;
 	char *msg = message_build(ld->l, user, &w->rng, &len, &idx);
 	char *stuffed = dot_stuff(msg, len, &slen);
@@ -403,7 +396,7 @@ static void *reader_main(void *arg)
 		unsigned gen = atomic_load(&ld->window_gen);
 		if (user < TORTURE_USERS && pickup_session(ld, user))
 			transaction_failed(ld, gen, "POP3 session failed");
-		usleep(5000 + (useconds_t)(rnd(&w->rng) % 20000));
+		usleep(5000 + (useconds_t)prng_below(&w->rng, 20000));
 	}
 	return NULL;
 }
@@ -429,8 +422,8 @@ int load_start(const struct load_config *c, struct ledger *l, struct violations 
 	ld->l = l;
 	ld->v = v;
 	for (unsigned i = 0; i < n; i++) {
-		w[i] = (struct worker){ .ld = ld, .id = i < c->writers ? i : i - c->writers,
-					.rng = c->seed * 7919 + i * 104729 + 1 };
+		w[i] = (struct worker){ .ld = ld, .id = i < c->writers ? i : i - c->writers };
+		prng_seed(&w[i].rng, c->seed * 7919 + i * 104729 + 1);
 		if (pthread_create(&ld->threads[i], NULL, i < c->writers ? writer_main : reader_main,
 				   &w[i]))
 			break;

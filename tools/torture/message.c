@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/util.h"
 #include "tools/torture/torture.h"
 
 uint64_t body_hash(const char *body, size_t len)
@@ -26,24 +27,16 @@ uint64_t body_hash(const char *body, size_t len)
 	return h;
 }
 
-static uint64_t next_random(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static size_t random_body(char *buf, size_t len, uint64_t *rng)
+static size_t random_body(char *buf, size_t len, struct prng *rng)
 {
 	static const char alphabet[] =
 		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:-";
 	size_t n = 0;
 	while (n + 80 < len) {
-		size_t line = 1 + next_random(rng) % 76;
+		size_t line = 1 + prng_next(rng) % 76;
 		for (size_t i = 0; i < line; i++)
-			buf[n++] = alphabet[next_random(rng) % (sizeof(alphabet) - 1)];
-		if (next_random(rng) % 16 == 0)
+			buf[n++] = alphabet[prng_next(rng) % (sizeof(alphabet) - 1)];
+		if (prng_next(rng) % 16 == 0)
 			buf[n - line] = '.';
 		buf[n++] = '\r';
 		buf[n++] = '\n';
@@ -51,9 +44,9 @@ static size_t random_body(char *buf, size_t len, uint64_t *rng)
 	return n;
 }
 
-char *message_build(struct ledger *l, int user, uint64_t *rng, size_t *len, size_t *idx)
+char *message_build(struct ledger *l, int user, struct prng *rng, size_t *len, size_t *idx)
 {
-	size_t body_max = 300 + next_random(rng) % (next_random(rng) % 8 ? 4000 : 40000);
+	size_t body_max = 300 + prng_below(rng, prng_below(rng, 8) ? 4000 : 40000);
 	char *body = malloc(body_max);
 	char *msg = malloc(body_max + 512);
 	if (!body || !msg) {

@@ -20,15 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/base/util.h"
 #include "tools/torture/torture.h"
-
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 static void sleep_seconds(double s)
 {
@@ -37,9 +30,9 @@ static void sleep_seconds(double s)
 }
 
 /* A random moment in the first 80% of the cycle (at least 0.2 s of load). */
-static double strike_at(uint64_t *rng, double seconds)
+static double strike_at(struct prng *rng, double seconds)
 {
-	return 0.2 + (double)(rnd(rng) % 1000) / 1000.0 * (seconds * 0.8 - 0.2);
+	return 0.2 + (double)prng_below(rng, 1000) / 1000.0 * (seconds * 0.8 - 0.2);
 }
 
 /* The daemon is gone (killed or powered off): the mail server's files are
@@ -51,7 +44,7 @@ static int restart_all(struct volume *v)
 	return r ? r : volume_mailer_start(v);
 }
 
-static int run_kill(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+static int run_kill(struct volume *v, struct load *ld, struct prng *rng, double seconds,
 		    struct cycle_result *res)
 {
 	double at = strike_at(rng, seconds);
@@ -67,7 +60,7 @@ static int run_kill(struct volume *v, struct load *ld, uint64_t *rng, double sec
 	return r;
 }
 
-static int run_kill_mail(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+static int run_kill_mail(struct volume *v, struct load *ld, struct prng *rng, double seconds,
 			 struct cycle_result *res)
 {
 	double at = strike_at(rng, seconds);
@@ -83,7 +76,7 @@ static int run_kill_mail(struct volume *v, struct load *ld, uint64_t *rng, doubl
 	return r;
 }
 
-static int run_power(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+static int run_power(struct volume *v, struct load *ld, struct prng *rng, double seconds,
 		     struct cycle_result *res)
 {
 	double at = strike_at(rng, seconds);
@@ -95,7 +88,7 @@ static int run_power(struct volume *v, struct load *ld, uint64_t *rng, double se
 		return tlog(v, "power-cut: unexpected answer %d", r), -EPROTO;
 	volume_daemon_kill(v);           /* reap it */
 	double t0 = now_seconds();
-	v->crash_seed = rnd(rng) | 1;    /* a new cut pattern for the next one */
+	v->crash_seed = prng_next(rng) | 1;    /* a new cut pattern for the next one */
 	r = restart_all(v);
 	res->recovery_s = now_seconds() - t0;
 	load_window_close(ld);
@@ -124,12 +117,12 @@ static int wait_redundant(struct volume *v)
 
 /* Fail leg under load (half the time a real pull when the disks are loop
  * devices), let the degraded array serve a while, replace, rebuild. */
-static int pull_and_replace(struct volume *v, uint64_t *rng, int leg, double degraded_s)
+static int pull_and_replace(struct volume *v, struct prng *rng, int leg, double degraded_s)
 {
 	int r = wait_redundant(v);
 	if (r)
 		return tlog(v, "the array did not become redundant: %s", strerror(-r)), r;
-	bool real = rnd(rng) & 1;
+	bool real = prng_next(rng) & 1;
 	tlog(v, "pull disk %d (%s)", leg + 1, real && v->loop ? "loop device" : "control channel");
 	r = volume_pull(v, leg, real);
 	if (r)
@@ -141,7 +134,7 @@ static int pull_and_replace(struct volume *v, uint64_t *rng, int leg, double deg
 	return r;
 }
 
-static int run_pull(struct volume *v, int leg, uint64_t *rng, double seconds,
+static int run_pull(struct volume *v, int leg, struct prng *rng, double seconds,
 		    struct cycle_result *res)
 {
 	double at = strike_at(rng, seconds);
@@ -153,21 +146,21 @@ static int run_pull(struct volume *v, int leg, uint64_t *rng, double seconds,
 	return r;
 }
 
-static int run_pull1(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+static int run_pull1(struct volume *v, struct load *ld, struct prng *rng, double seconds,
 		     struct cycle_result *res)
 {
 	(void)ld;
 	return run_pull(v, 0, rng, seconds, res);
 }
 
-static int run_pull2(struct volume *v, struct load *ld, uint64_t *rng, double seconds,
+static int run_pull2(struct volume *v, struct load *ld, struct prng *rng, double seconds,
 		     struct cycle_result *res)
 {
 	(void)ld;
 	return run_pull(v, 1, rng, seconds, res);
 }
 
-static int run_pull_then_other(struct volume *v, struct load *ld, uint64_t *rng,
+static int run_pull_then_other(struct volume *v, struct load *ld, struct prng *rng,
 			       double seconds, struct cycle_result *res)
 {
 	(void)ld;
@@ -185,7 +178,7 @@ static int run_pull_then_other(struct volume *v, struct load *ld, uint64_t *rng,
 
 /* kill -9, remount (the resync of the chunks dirty at the kill starts in
  * the background), and fail the disk being resynced at once. */
-static int run_pull_during_resync(struct volume *v, struct load *ld, uint64_t *rng,
+static int run_pull_during_resync(struct volume *v, struct load *ld, struct prng *rng,
 				  double seconds, struct cycle_result *res)
 {
 	double at = strike_at(rng, seconds);
@@ -217,7 +210,7 @@ static int run_pull_during_resync(struct volume *v, struct load *ld, uint64_t *r
 /* Not a failure of ours but a test of the checker: cut one delivered
  * message in half behind the server's back. The cycle must report it
  * (partial, and lost if it was acknowledged) - `all` does not run it. */
-static int run_selftest_damage(struct volume *v, struct load *ld, uint64_t *rng,
+static int run_selftest_damage(struct volume *v, struct load *ld, struct prng *rng,
 			       double seconds, struct cycle_result *res)
 {
 	(void)ld;
@@ -226,7 +219,7 @@ static int run_selftest_damage(struct volume *v, struct load *ld, uint64_t *rng,
 	int r = -ENOENT;
 	for (int u = 0; u < TORTURE_USERS && r; u++) {
 		char dir[800], path[1100];
-		snprintf(dir, sizeof(dir), "%s/user%d/new", v->root, (int)((rnd(rng) + (uint64_t)u) % TORTURE_USERS));
+		snprintf(dir, sizeof(dir), "%s/user%d/new", v->root, (int)((prng_next(rng) + (uint64_t)u) % TORTURE_USERS));
 		DIR *d = opendir(dir);
 		struct dirent *de;
 		struct stat st;

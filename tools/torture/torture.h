@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct prng;
+
 #define TORTURE_USERS 8
 #define TORTURE_PASSWORD "torture-password"
 
@@ -77,7 +79,7 @@ uint64_t ledger_acked_total(struct ledger *l);
 uint64_t body_hash(const char *body, size_t len);
 /* Build a message (headers + body, CRLF, not dot-stuffed) into a malloc'ed
  * buffer: random body of a random size, its hash in X-Torture-Hash. */
-char *message_build(struct ledger *l, int user, uint64_t *rng, size_t *len, size_t *idx);
+char *message_build(struct ledger *l, int user, struct prng *rng, size_t *len, size_t *idx);
 /* Parse a stored or retrieved message: 0 with token and hash checked,
  * -EBADMSG when headers are missing or the body does not match its hash. */
 int message_check(const char *msg, size_t len, char token[32]);
@@ -168,7 +170,7 @@ struct cycle_result {
 	bool resync_hit;          /* pull-during-resync: resync was running */
 };
 
-typedef int (*scenario_fn)(struct volume *v, struct load *ld, uint64_t *rng,
+typedef int (*scenario_fn)(struct volume *v, struct load *ld, struct prng *rng,
 			   double seconds, struct cycle_result *res);
 
 struct scenario {
