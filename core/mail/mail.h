@@ -79,6 +79,12 @@ int mail_close(struct mail_store *store);
 int mail_deliver(struct mail_store *store, const char *user,
 		 const void *msg, size_t len, char *id_out);
 
+/* Take back a delivery this caller made and nobody has picked up yet:
+ * remove new/ID and fsync new/ (a delivery to several users that failed
+ * for one, so that the sender's retry brings no duplicates). -ENOENT when
+ * new/ no longer holds it: a pickup moved it to cur/, and it stays. */
+int mail_withdraw(struct mail_store *store, const char *user, const char *id);
+
 /* Take user's lock (-EBUSY if held anywhere) and return every message with
  * its contents. On error the lock is not held. */
 int mail_pickup(struct mail_store *store, const char *user,

@@ -18,6 +18,7 @@
 #include "core/mail/pop3.h"
 
 #define POP3_MAX_AUTH_FAILS 3
+#define POP3_MAX_ERRORS 20   /* protocol errors before we hang up, as SMTP */
 
 enum pop3_state { ST_AUTH, ST_TRANS };
 
@@ -29,6 +30,7 @@ struct pop3 {
 	uint64_t *size;  /* as sent, CRLF */
 	bool *deleted;
 	unsigned fails;
+	unsigned errors;
 };
 
 /* Convert a stored message (LF or CRLF line ends) to its wire form: CRLF
@@ -438,11 +440,23 @@ static void cmd_quit(struct srv_conn *c, struct pop3 *st)
 	srv_submit(c, &j->job);
 }
 
+/* A command that no client of ours sends: junk or a probe. The last one
+ * allowed is answered with the hang-up instead of its own error. */
+static void protocol_error(struct srv_conn *c, struct pop3 *st, const char *text)
+{
+	if (++st->errors >= POP3_MAX_ERRORS) {
+		srv_printf(c, "-ERR too many errors, closing the connection\r\n");
+		srv_quit(c);
+		return;
+	}
+	srv_printf(c, "-ERR %s\r\n", text);
+}
+
 static void pop3_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 {
 	struct pop3 *st = srv_state(c);
 	if (too_long) {
-		srv_printf(c, "-ERR line too long\r\n");
+		protocol_error(c, st, "line too long");
 		return;
 	}
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -472,7 +486,7 @@ static void pop3_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 			srv_printf(c, "+OK\r\n");
 		} else if (IS("PASS")) {
 			if (!st->have_user) {
-				srv_printf(c, "-ERR USER first\r\n");
+				protocol_error(c, st, "USER first");
 				return;
 			}
 			struct pass_job *j = calloc(1, sizeof(*j));
@@ -491,7 +505,7 @@ static void pop3_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 			j->pass = pass;
 			srv_submit(c, &j->job);
 		} else {
-			srv_printf(c, "-ERR command not valid before login\r\n");
+			protocol_error(c, st, "command not valid before login");
 		}
 	} else if (IS("STAT")) {
 		size_t n = 0;
@@ -523,14 +537,14 @@ static void pop3_line(struct srv_conn *c, char *line, size_t len, bool too_long)
 			st->deleted[i] = false;
 		srv_printf(c, "+OK\r\n");
 	} else {
-		srv_printf(c, "-ERR unknown command\r\n");
+		protocol_error(c, st, "unknown command");
 	}
 #undef IS
 }
 
 const struct srv_proto pop3_proto = {
 	.name = "pop3",
-	.full_reply = "-ERR [SYS/TEMP] too many connections, try again later\r\n",
+	.full_reply = "-ERR [SYS/TEMP] %s: too many connections, try again later\r\n",
 	.on_open = pop3_open,
 	.on_line = pop3_line,
 	.on_wake = pop3_wake,

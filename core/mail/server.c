@@ -546,11 +546,14 @@ static bool accept_out_of_resources(int err)
 }
 
 /* Over max_conns (or stopping): one reply, then close. */
-static void reject_full(const struct listener *l, int fd)
+static void reject_full(const struct mail_server *s, const struct listener *l, int fd)
 {
-	ssize_t r = send(fd, l->proto->full_reply, strlen(l->proto->full_reply),
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)r;
+	char reply[320];
+	int n = snprintf(reply, sizeof reply, l->proto->full_reply, s->hostname);
+	if (n > 0 && (size_t)n < sizeof reply) {
+		ssize_t r = send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;   /* best effort: the client is turned away either way */
+	}
 	close(fd);
 }
 
@@ -616,7 +619,7 @@ static void accept_all(struct mail_server *s, struct listener *l)
 			return; /* EAGAIN: all taken */
 		}
 		if (s->nconns >= s->max_conns || s->stop) {
-			reject_full(l, fd);
+			reject_full(s, l, fd);
 			continue;
 		}
 		int rc = conn_open(s, l, fd, &sa);

@@ -110,7 +110,9 @@ struct srv_job {
 
 struct srv_proto {
 	const char *name;
-	const char *full_reply;     /* sent when max_conns is reached (CRLF) */
+	/* Sent when max_conns is reached: a printf format with one %s, the
+	 * host name (RFC 5321 4.2: a 421 names the server), ending in CRLF. */
+	const char *full_reply;
 	/* New connection: allocate the state, write the banner. <0: close. */
 	int (*on_open)(struct srv_conn *c);
 	/* One input line with its terminator ("\n" or "\r\n"), NUL-terminated

@@ -54,9 +54,8 @@ struct deliver_job {
 	size_t nrcpt;
 	bool lmtp;
 	int rc;                   /* the first error */
-	char id[MAIL_ID_MAX];     /* the first recipient's message id */
-	int *rcs;                 /* LMTP: per recipient */
-	char (*ids)[MAIL_ID_MAX]; /* LMTP: per recipient */
+	int *rcs;                 /* per recipient */
+	char (*ids)[MAIL_ID_MAX]; /* per recipient */
 };
 
 static void reset_tx(struct smtp *st)
@@ -160,6 +159,17 @@ static void start_message(struct srv_conn *c, struct smtp *st)
 		st->data_err = DATA_NOMEM;
 }
 
+/* SMTP has one reply to DATA for all recipients. When one delivery failed
+ * the client will send the message again to all of them, so the copies
+ * already delivered are withdrawn first: no duplicates, unless a POP3
+ * session took a copy in the meantime (mail_withdraw leaves those). */
+static void withdraw_delivered(struct deliver_job *j)
+{
+	for (size_t i = 0; i < j->nrcpt; i++)
+		if (j->rcs[i] == 0)
+			(void)mail_withdraw(j->store, j->rcpt[i], j->ids[i]);
+}
+
 static void deliver_run(struct srv_job *job)
 {
 	struct deliver_job *j = (struct deliver_job *)job;
@@ -173,14 +183,14 @@ static void deliver_run(struct srv_job *job)
 			rc = j->rcs[k];
 			memcpy(j->ids[i], j->ids[k], MAIL_ID_MAX);
 		} else {
-			rc = mail_deliver(j->store, j->rcpt[i], j->msg, j->len,
-					  j->lmtp ? j->ids[i] : i == 0 ? j->id : NULL);
+			rc = mail_deliver(j->store, j->rcpt[i], j->msg, j->len, j->ids[i]);
 		}
-		if (j->lmtp)
-			j->rcs[i] = rc;
+		j->rcs[i] = rc;
 		if (rc < 0 && j->rc == 0)
 			j->rc = rc;
 	}
+	if (!j->lmtp && j->rc < 0)
+		withdraw_delivered(j);
 }
 
 static void deliver_done(struct srv_job *job)
@@ -188,7 +198,7 @@ static void deliver_done(struct srv_job *job)
 	struct deliver_job *j = (struct deliver_job *)job;
 	struct srv_conn *c = job->conn;
 	if (!j->lmtp && j->rc == 0) {
-		srv_printf(c, "250 2.0.0 Ok: queued as %s\r\n", j->id);
+		srv_printf(c, "250 2.0.0 Ok: queued as %s\r\n", j->ids[0]);
 	} else if (!j->lmtp) {
 		srv_printf(c, "451 4.3.0 Local delivery failed (%s), try again later\r\n",
 			   strerror(-j->rc));
@@ -255,8 +265,8 @@ static void end_of_data(struct srv_conn *c, struct smtp *st)
 		break;
 	}
 	struct deliver_job *j = calloc(1, sizeof(*j));
-	if (j && st->lmtp) {
-		j->lmtp = true;
+	if (j) {
+		j->lmtp = st->lmtp;
 		j->rcs = calloc(st->nrcpt, sizeof(*j->rcs));
 		j->ids = calloc(st->nrcpt, sizeof(*j->ids));
 		if (!j->rcs || !j->ids) {
@@ -542,7 +552,7 @@ error:
 
 const struct srv_proto lmtp_proto = {
 	.name = "lmtp",
-	.full_reply = "421 4.7.0 Too many connections, try again later\r\n",
+	.full_reply = "421 4.7.0 %s Too many connections, try again later\r\n",
 	.on_open = lmtp_open,
 	.on_line = smtp_line,
 	.on_wake = NULL,
@@ -552,7 +562,7 @@ const struct srv_proto lmtp_proto = {
 
 const struct srv_proto smtp_proto = {
 	.name = "smtp",
-	.full_reply = "421 4.7.0 Too many connections, try again later\r\n",
+	.full_reply = "421 4.7.0 %s Too many connections, try again later\r\n",
 	.on_open = smtp_open,
 	.on_line = smtp_line,
 	.on_wake = NULL,

@@ -266,6 +266,29 @@ Test(mail, needs_lock)
 	mail_close(s);
 }
 
+/* A withdrawn delivery is gone from new/; one a pickup already moved to
+ * cur/ stays (-ENOENT); bad ids are refused. */
+Test(mail, withdraw)
+{
+	struct mail_store *s = open_store();
+	char id[MAIL_ID_MAX], kept[MAIL_ID_MAX];
+	deliver(s, "gina", "first\n", id);
+	cr_assert_eq(mail_withdraw(s, "gina", id), 0);
+	cr_assert_eq(count_dir("gina", "new"), 0);
+	cr_assert_eq(mail_withdraw(s, "gina", id), -ENOENT);
+	deliver(s, "gina", "second\n", kept);
+	struct mail_list l;
+	cr_assert_eq(mail_pickup(s, "gina", &l), 0);
+	cr_assert_eq(l.count, 1);
+	cr_assert_eq(mail_withdraw(s, "gina", kept), -ENOENT);
+	cr_assert_eq(count_dir("gina", "cur"), 1);
+	mail_list_free(&l);
+	cr_assert_eq(mail_unlock(s, "gina"), 0);
+	cr_assert_eq(mail_withdraw(s, "gina", "../x"), -EINVAL);
+	cr_assert_eq(mail_withdraw(s, "../gina", kept), -EINVAL);
+	mail_close(s);
+}
+
 struct try_arg {
 	struct mail_store *s;
 	int rc;

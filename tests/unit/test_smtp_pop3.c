@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
@@ -414,6 +415,41 @@ Test(smtp, overlong_lines_and_junk)
 	cr_assert_eq(mailbox_count("alice", NULL), 0);
 }
 
+/* One recipient's delivery fails (bob's mailbox path is a plain file):
+ * 451 for the message, and alice's copy is withdrawn, so that the
+ * client's retry does not give her a second one. */
+Test(smtp, partial_failure_withdraws_delivered_copies)
+{
+	char bob[300];
+	snprintf(bob, sizeof(bob), "%s/bob", root);
+	int fd = open(bob, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	struct client *c = smtp_hello();
+	csend(c, "MAIL FROM:<a@b>\r\nRCPT TO:<alice@x>\r\nRCPT TO:<bob@x>\r\nDATA\r\n");
+	expect(c, "250 ");
+	expect(c, "250 ");
+	expect(c, "250 ");
+	expect(c, "354 ");
+	csend(c, "Subject: both\r\n\r\nbody\r\n.\r\n");
+	expect(c, "451 4.3.0");
+	cr_assert_eq(mailbox_count("alice", NULL), 0, "alice's copy was not withdrawn");
+	/* the failure mended, the retry delivers one copy each */
+	cr_assert_eq(unlink(bob), 0);
+	csend(c, "MAIL FROM:<a@b>\r\nRCPT TO:<alice@x>\r\nRCPT TO:<bob@x>\r\nDATA\r\n");
+	expect(c, "250 ");
+	expect(c, "250 ");
+	expect(c, "250 ");
+	expect(c, "354 ");
+	csend(c, "Subject: both\r\n\r\nbody\r\n.\r\n");
+	expect(c, "250 2.0.0");
+	csend(c, "QUIT\r\n");
+	expect(c, "221 ");
+	client_close(c);
+	cr_assert_eq(mailbox_count("alice", NULL), 1);
+	cr_assert_eq(mailbox_count("bob", NULL), 1);
+}
+
 /* RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF,
  * "not counting the leading dot duplicated for transparency": a 998-octet
  * line starting with a dot is 1001 octets on the wire and must pass (swaks
@@ -759,6 +795,26 @@ Test(pop3, dele_without_quit_removes_nothing)
 	client_close(c);
 }
 
+/* Junk before login: an error each, and the connection is closed after
+ * the twentieth, as SMTP does; the maildrop was never touched. */
+Test(pop3, too_many_errors_before_login_closes)
+{
+	struct client *c = client_open(pop3_port);
+	expect(c, "+OK");
+	for (int i = 1; i < 20; i++) {
+		csend(c, i % 2 ? "STAT\r\n" : "XYZZY\r\n");
+		expect(c, "-ERR");
+	}
+	csend(c, "PASS early\r\n");
+	expect(c, "-ERR too many errors");
+	cr_assert_null(cline(c));
+	client_close(c);
+	c = pop3_login("alice", "alice-pw", "+OK"); /* others still served */
+	csend(c, "QUIT\r\n");
+	expect(c, "+OK");
+	client_close(c);
+}
+
 Test(pop3, maildrop_in_use)
 {
 	deliver_two();
@@ -827,11 +883,11 @@ Test(limits, max_conns_and_idle_timeout)
 		expect(c[i], i == 2 ? "+OK" : "220 ");
 	}
 	struct client *x = client_open(smtp_port);
-	expect(x, "421 4.7.0");
+	expect(x, "421 4.7.0 mx.test "); /* RFC 5321 4.2: the 421 names us */
 	cr_assert_null(cline(x));
 	client_close(x);
 	x = client_open(pop3_port);
-	expect(x, "-ERR");
+	expect(x, "-ERR [SYS/TEMP] mx.test:");
 	client_close(x);
 	/* idle for 1 s: 421 / -ERR, then closed */
 	expect(c[0], "421 4.4.2");
