@@ -132,16 +132,3 @@ int mail_deliver(struct mail_store *store, const char *user,
 		strcpy(id_out, id);
 	return rc;
 }
-
-int mail_withdraw(struct mail_store *store, const char *user, const char *id)
-{
-	if (!store || !mail_name_valid(user) || !id || !name_id_valid(id))
-		return -EINVAL;
-	struct mailbox *mb;
-	int rc = mailbox_get(store, user, &mb);
-	if (rc < 0)
-		return rc;
-	rc = unlinkat(mb->new_fd, id, 0) < 0 ? -errno : io_fsync(mb->new_fd);
-	mailbox_put(store, mb);
-	return rc;
-}

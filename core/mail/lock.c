@@ -227,17 +227,21 @@ void lock_put(struct mail_store *store, struct hold *h)
 	hold_free(h);
 }
 
-/* fsync cur/ and new/ if something was deleted. */
-static int sync_deletes(struct hold *h)
+/* The end of a session: kept messages of new/ go to cur/, and if
+ * anything was deleted or moved, cur/ and new/ are fsync'ed. */
+static int finish_session(struct hold *h)
 {
 	pthread_mutex_lock(&h->mu);
+	int rc = snap_move_kept(h);
 	bool dirty = h->dirty;
 	h->dirty = false;
 	pthread_mutex_unlock(&h->mu);
 	if (!dirty)
-		return 0;
-	int rc = io_fsync(h->mb->cur_fd);
-	return rc < 0 ? rc : io_fsync(h->mb->new_fd);
+		return rc;
+	int rc2 = io_fsync(h->mb->cur_fd);
+	if (rc2 == 0)
+		rc2 = io_fsync(h->mb->new_fd);
+	return rc < 0 ? rc : rc2;
 }
 
 /* Called with one reference to h held by the caller (dropped here). An
@@ -246,7 +250,7 @@ static int sync_deletes(struct hold *h)
  * mailbox is let go with the hold's last reference (lock_put). */
 int lock_release(struct mail_store *store, struct hold *h)
 {
-	int rc = sync_deletes(h);
+	int rc = finish_session(h);
 	if (hold_claim(store, h)) {
 		int rc2 = ofd_lock(h->mb->lock_fd, F_UNLCK);
 		if (rc == 0)

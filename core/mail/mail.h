@@ -12,11 +12,12 @@
  *     new/, new/ was fsync'ed. No reader ever sees a partial message in new/
  *     or cur/. A message id is the Maildir base name (the part before
  *     ":2,"), stable across sessions and processes: use it as the UIDL.
- *   - mail_pickup / mail_list take the user's lock, move new/ messages to
- *     cur/ (adding ":2,") and return a snapshot sorted by id (oldest first
- *     for our own names). mail_read / mail_delete work on the locked
- *     mailbox; deletions are durable when mail_unlock (or mail_close)
- *     returns.
+ *   - mail_pickup / mail_list take the user's lock and return a snapshot
+ *     of new/ and cur/ sorted by id (oldest first for our own names).
+ *     mail_read / mail_delete work on the locked mailbox. mail_unlock (or
+ *     mail_close) moves the snapshot's messages still in new/ to cur/
+ *     (adding ":2,", as Maildir readers do); deletions and moves are
+ *     durable when it returns.
  *   - mail_recover removes leftovers of interrupted deliveries in every
  *     user's tmp/: files not touched for 36 hours, or files named by this
  *     host's Maildir name scheme whose process no longer exists. A delivery
@@ -79,10 +80,11 @@ int mail_close(struct mail_store *store);
 int mail_deliver(struct mail_store *store, const char *user,
 		 const void *msg, size_t len, char *id_out);
 
-/* Take back a delivery this caller made and nobody has picked up yet:
- * remove new/ID and fsync new/ (a delivery to several users that failed
- * for one, so that the sender's retry brings no duplicates). -ENOENT when
- * new/ no longer holds it: a pickup moved it to cur/, and it stays. */
+/* Take back a delivery this caller made and nobody has seen yet (a
+ * delivery to several users that failed for one, so that the sender's
+ * retry brings no duplicates): under user's lock, remove new/ID and fsync
+ * new/. -EBUSY when the mailbox is locked (a session may be showing it)
+ * and -ENOENT when a session moved it to cur/: then it stays. */
 int mail_withdraw(struct mail_store *store, const char *user, const char *id);
 
 /* Take user's lock (-EBUSY if held anywhere) and return every message with
@@ -103,8 +105,9 @@ int mail_read(struct mail_store *store, const char *user, const char *id,
  * -ENOENT if no such message (or already deleted). */
 int mail_delete(struct mail_store *store, const char *user, const char *id);
 
-/* Make deletions durable (fsync cur/ and new/) and release user's lock.
- * -ENOLCK if not held. The lock is released even when the fsync fails. */
+/* Move the messages of the snapshot still in new/ to cur/, make that and
+ * the deletions durable (fsync cur/ and new/) and release user's lock.
+ * -ENOLCK if not held. The lock is released even when a step fails. */
 int mail_unlock(struct mail_store *store, const char *user);
 
 /* Remove leftovers of interrupted deliveries (see the contract). Returns

@@ -23,9 +23,10 @@
 
 /* One entry of the snapshot taken by pickup/list: a file in cur/. */
 struct snap_ent {
-	char *name;        /* file name in cur/ */
+	char *name;        /* file name in new/ or cur/ */
 	size_t idlen;      /* the id is name[0..idlen) */
 	uint64_t size;
+	bool in_new;       /* still in new/: moved to cur/ at unlock if kept */
 	bool deleted;
 };
 
@@ -54,7 +55,7 @@ struct hold {
 	bool locked;       /* false while acquiring */
 	int refs;          /* users of this entry; freed at 0 once closing */
 	bool closing;      /* unlocked: no new references */
-	bool dirty;        /* a delete since the lock was taken */
+	bool dirty;        /* a delete or move since the lock was taken */
 	pthread_mutex_t mu;   /* protects snap and dirty */
 	struct snap_ent *snap;
 	size_t nsnap;
@@ -115,5 +116,10 @@ struct hold *lock_get(struct mail_store *store, const char *user);
 void lock_put(struct mail_store *store, struct hold *h);
 int lock_release(struct mail_store *store, struct hold *h);
 int lock_release_all(struct mail_store *store);
+
+/* ---- pickup.c ---- */
+/* At unlock, with h->mu held: move the snapshot's messages still in new/
+ * to cur/NAME:2, (setting h->dirty). 0 or the first -errno. */
+int snap_move_kept(struct hold *h);
 
 #endif
