@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,27 +39,9 @@
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/fs/fs.h"
+#include "tests/stress/helpers/stress_report.h"
 
-static int failures;
 static double scale = 1.0;
-static const char *scenario = "?";
-static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	pthread_mutex_lock(&fail_lock);
-	if (++failures > 30) {          /* enough to see the pattern */
-		pthread_mutex_unlock(&fail_lock);
-		return;
-	}
-	printf("FAIL: %s: ", scenario);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	pthread_mutex_unlock(&fail_lock);
-}
 
 #define CHECK(expr)                                                              \
 	do {                                                                     \
@@ -587,14 +568,15 @@ int main(int argc, char **argv)
 			continue;
 		static char name[2];
 		name[0] = all[i].letter;
-		scenario = name;
-		int before = failures;
+		stress_scenario = name;
+		int before = stress_failures();
 		all[i].run();
-		if (failures == before)
+		bool ok = stress_failures() == before;
+		if (ok)
 			passed++;
 		else
 			failed++;
-		printf("%s %c\n", failures == before ? "ok" : "FAILED", all[i].letter);
+		printf("%s %c\n", ok ? "ok" : "FAILED", all[i].letter);
 	}
 	printf("fs_stress: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

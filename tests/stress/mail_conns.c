@@ -38,7 +38,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,6 +52,7 @@
 
 #include "core/mail/mail.h"
 #include "core/mail/server.h"
+#include "tests/stress/helpers/stress_report.h"
 
 /* Measured on x86_64 per idle connection: 3.5 KiB of RSS (RelWithDebInfo),
  * 4.6 KiB (ASan), 22 KiB (TSan, whose shadow memory counts in RSS), and no
@@ -72,27 +72,7 @@
 #define DRIVE_THREADS 4
 #define PHASE_TIMEOUT_MS 60000
 
-static int failures;
 static double scale = 1.0;
-static const char *scenario = "?";
-static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	pthread_mutex_lock(&fail_lock);
-	if (++failures > 30) { /* enough to see the pattern */
-		pthread_mutex_unlock(&fail_lock);
-		return;
-	}
-	printf("FAIL: %s: ", scenario);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	pthread_mutex_unlock(&fail_lock);
-}
 
 static uint64_t now_ms(void)
 {
@@ -1245,16 +1225,17 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (!strchr(which, all[i].letter))
 			continue;
-		scenario = all[i].name;
-		int before = failures;
+		stress_scenario = all[i].name;
+		int before = stress_failures();
 		uint64_t t0 = now_ms();
 		printf("%c %s\n", all[i].letter, all[i].name);
 		fflush(stdout);
 		all[i].run();
-		printf("  %s (%llu ms)\n", failures == before ? "ok" : "FAILED",
+		bool ok = stress_failures() == before;
+		printf("  %s (%llu ms)\n", ok ? "ok" : "FAILED",
 		       (unsigned long long)(now_ms() - t0));
 		fflush(stdout);
-		if (failures == before)
+		if (ok)
 			passed++;
 		else
 			failed++;

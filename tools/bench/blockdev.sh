@@ -22,7 +22,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
 dir=${1:-./data/bench}
 SIZE=${SIZE:-1G}
 BIG_SIZE=${BIG_SIZE:-8G}
@@ -35,26 +36,10 @@ REPEAT=${REPEAT:-3}
 ROUNDS=${ROUNDS:-3}
 KEEP=${KEEP:-0}
 
-find_catamaran() {
-	if [ -n "${CATAMARAN:-}" ]; then
-		echo "$CATAMARAN"
-	elif [ -x "$repo/build/catamaran" ]; then
-		echo "$repo/build/catamaran"
-	else
-		command -v catamaran
-	fi
-}
-cat_bin=$(find_catamaran) || { echo "blockdev.sh: no catamaran binary (set CATAMARAN)" >&2; exit 2; }
-for tool in fio jq flock; do
-	command -v "$tool" >/dev/null || { echo "blockdev.sh: $tool is needed" >&2; exit 2; }
-done
+find_catamaran
+need_tools fio jq flock
 
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-d1=$dir/disk1.img
-d2=$dir/disk2.img
-out=$dir/out
-mkdir -p "$out"
+use_bench_dir "$dir"
 bench_pid=
 
 cleanup() {
@@ -62,19 +47,12 @@ cleanup() {
 		kill -9 "$bench_pid" 2>/dev/null || true
 		wait "$bench_pid" 2>/dev/null || true
 	fi
-	if [ "$KEEP" != 1 ]; then
-		rm -f "$dir"/disk*.img "$dir"/small*.img "$dir"/big*.img
-	fi
+	remove_unless_keep "$dir"/disk*.img "$dir"/small*.img "$dir"/big*.img
 }
 trap cleanup EXIT
 
-say() { printf '%s\n' "$*"; }
-now() { date +%s.%N; }
 # elapsed START: seconds since START, 3 decimals
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-# ratio A B: A / B, 2 decimals ("n/a" when B is 0)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # verdict VALUE OP TARGET: "ok" or "MISSED"
 verdict() {
 	awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {

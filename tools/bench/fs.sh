@@ -22,12 +22,10 @@
 # Needs root (losetup, mount), mkfs.ext4 and jq; uses 3*SIZE of space in DIR.
 set -euo pipefail
 
-# Before anything else: bash counts SECONDS up from the value it inherited.
-run_seconds=$(tr '\0' '\n' </proc/$$/environ | sed -n 's/^SECONDS=//p')
-run_seconds=${run_seconds:-10}
-
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
+run_seconds=$(inherited_seconds 10)
 dir=${1:-./data/fsbench}
 THREADS=${THREADS:-1 2 8 32}
 SIZE=${SIZE:-2G}
@@ -35,68 +33,29 @@ MSG_SIZE=${MSG_SIZE:-4K}
 ROUNDS=${ROUNDS:-1}
 KEEP=${KEEP:-0}
 
-die() { echo "fs.sh: $*" >&2; exit 2; }
+find_catamaran
+need_tools jq mkfs.ext4 losetup mount umount mountpoint numfmt
+need_root "losetup, mount"
+parse_size
 
-find_catamaran() {
-	if [ -n "${CATAMARAN:-}" ]; then
-		echo "$CATAMARAN"
-	elif [ -x "$repo/build/catamaran" ]; then
-		echo "$repo/build/catamaran"
-	else
-		command -v catamaran
-	fi
-}
-cat_bin=$(find_catamaran) || die "no catamaran binary (set CATAMARAN)"
-for tool in jq mkfs.ext4 losetup mount umount mountpoint numfmt; do
-	command -v "$tool" >/dev/null || die "$tool is needed"
-done
-[ "$(id -u)" = 0 ] || die "needs root (losetup, mount)"
-size_bytes=$(numfmt --from=iec "$SIZE") || die "SIZE: not a size: $SIZE"
-
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-d1=$dir/disk1.img
-d2=$dir/disk2.img
+use_bench_dir "$dir"
 ext4_img=$dir/ext4.img
 mnt=$dir/mnt
-out=$dir/out
-mkdir -p "$out" "$mnt"
-loop=
+mkdir -p "$mnt"
 
 cleanup() {
-	if mountpoint -q "$mnt"; then
-		umount "$mnt" || echo "fs.sh: cannot unmount $mnt" >&2
-	fi
-	if [ -n "$loop" ]; then
-		losetup -d "$loop" || echo "fs.sh: cannot detach $loop" >&2
-	fi
-	if [ "$KEEP" != 1 ]; then
-		rm -f "$d1" "$d2" "$ext4_img"
-	fi
+	unmount_all "$mnt"
+	detach_loop
+	remove_unless_keep "$d1" "$d2" "$ext4_img"
 }
 trap cleanup EXIT
 # Ctrl-C also reaches the bench, which ends its run cleanly and exits 0:
 # stop the script too instead of going on with the next measurement.
 trap 'exit 130' INT TERM
 
-say() { printf '%s\n' "$*"; }
-# ratio A B: A / B, 2 decimals ("n/a" when B is 0)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-# Write every byte of a backing file first, so that neither side pays for
-# converting unwritten (fallocated) extents of the host filesystem on its
-# first writes, which would measure the host and not the contestants.
-fill() { # FILE
-	rm -f "$1"
-	dd if=/dev/zero of="$1" bs=1M count=$((size_bytes / 1048576)) oflag=direct \
-		conv=fsync status=none
-}
-
 # One measurement on a fresh filesystem each: the delivered messages stay in
 # new/, and the next measurement should not inherit them (nor run out of
-# inodes). `format --assume-clean`: both legs hold the same bytes (zeros,
-# then the mirror's own writes to both).
+# inodes).
 result() { # catamaran|ext4 THREADS ROUND: the JSON file of that run
 	echo "$out/$1-t$2-r$3.json"
 }
@@ -104,7 +63,7 @@ result() { # catamaran|ext4 THREADS ROUND: the JSON file of that run
 run_catamaran() { # THREADS ROUND
 	local json
 	json=$(result catamaran "$1" "$2")
-	"$cat_bin" format --force --assume-clean "$d1" "$d2" >"$out/format.out"
+	format_mirror_clean "$d1" "$d2" >"$out/format.out"
 	"$cat_bin" bench fs --json --threads "$1" --seconds "$run_seconds" \
 		--size "$MSG_SIZE" "$d1" "$d2" >"$json"
 }
@@ -112,9 +71,7 @@ run_catamaran() { # THREADS ROUND
 run_ext4() { # THREADS ROUND
 	local json
 	json=$(result ext4 "$1" "$2")
-	# Inode tables and journal zeroed now, not by ext4lazyinit during the run.
-	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$loop"
-	mount "$loop" "$mnt"
+	mount_new_ext4 "$mnt"
 	"$cat_bin" bench maildir --json --threads "$1" --seconds "$run_seconds" \
 		--size "$MSG_SIZE" "$mnt" >"$json"
 	umount "$mnt"
@@ -122,10 +79,8 @@ run_ext4() { # THREADS ROUND
 
 say "catamaran: $cat_bin"
 say "backing files: $dir (3 x $SIZE, written in full first)"
-fill "$d1"
-fill "$d2"
-fill "$ext4_img"
-loop=$(losetup --find --show "$ext4_img")
+fill "$d1" "$d2" "$ext4_img"
+attach_loop "$ext4_img"
 say "ext4: $loop over $ext4_img, mounted on $mnt with default options"
 say "Maildir deliveries of $MSG_SIZE, ${run_seconds}s each, $ROUNDS round(s), threads: $THREADS"
 
@@ -152,12 +107,6 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-# med "V1 V2 ...": the median of a space-separated list
-med() {
-	local -a v
-	read -ra v <<<"$1"
-	printf '%s\n' "${v[@]}" | median
-}
 say ""
 say "Summary: Maildir deliveries/s, $MSG_SIZE messages (median of $ROUNDS round(s) of ${run_seconds}s)"
 printf '  %7s %13s %11s %13s %11s %7s\n' threads catamaran/s ops/commit deliv/commit ext4/s ratio

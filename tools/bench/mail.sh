@@ -24,7 +24,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
 dir=${1:-./data/mailbench}
 THREADS=${THREADS:-1 2}
 ROUNDS=${ROUNDS:-3}
@@ -36,78 +37,26 @@ MAILBOAT_1=${MAILBOAT_1:-32000}
 MAILBOAT_2=${MAILBOAT_2:-57000}
 KEEP=${KEEP:-0}
 
-die() { echo "mail.sh: $*" >&2; exit 2; }
+find_catamaran
+need_tools jq mkfs.ext4 losetup mount umount mountpoint numfmt
+need_root "mount, losetup"
+need_fuse
+parse_size
 
-find_catamaran() {
-	if [ -n "${CATAMARAN:-}" ]; then
-		echo "$CATAMARAN"
-	elif [ -x "$repo/build/catamaran" ]; then
-		echo "$repo/build/catamaran"
-	else
-		command -v catamaran
-	fi
-}
-cat_bin=$(find_catamaran) || die "no catamaran binary (set CATAMARAN)"
-for tool in jq mkfs.ext4 losetup mount umount mountpoint numfmt; do
-	command -v "$tool" >/dev/null || die "$tool is needed"
-done
-[ "$(id -u)" = 0 ] || die "needs root (mount, losetup)"
-[ -c /dev/fuse ] || die "needs /dev/fuse"
-size_bytes=$(numfmt --from=iec "$SIZE") || die "SIZE: not a size: $SIZE"
-
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-d1=$dir/disk1.img
-d2=$dir/disk2.img
+use_bench_dir "$dir"
 ext4_img=$dir/ext4.img
 tmpfs_mnt=$dir/tmpfs
 cat_mnt=$dir/catamaran
 ext4_mnt=$dir/ext4
-out=$dir/out
-mkdir -p "$out" "$tmpfs_mnt" "$cat_mnt" "$ext4_mnt"
-loop=
+mkdir -p "$tmpfs_mnt" "$cat_mnt" "$ext4_mnt"
 
 cleanup() {
-	for m in "$tmpfs_mnt" "$cat_mnt" "$ext4_mnt"; do
-		if mountpoint -q "$m"; then
-			umount "$m" || echo "mail.sh: cannot unmount $m" >&2
-		fi
-	done
-	if [ -n "$loop" ]; then
-		losetup -d "$loop" || echo "mail.sh: cannot detach $loop" >&2
-	fi
-	if [ "$KEEP" != 1 ]; then
-		rm -f "$d1" "$d2" "$ext4_img"
-	fi
+	unmount_all "$tmpfs_mnt" "$cat_mnt" "$ext4_mnt"
+	detach_loop
+	remove_unless_keep "$d1" "$d2" "$ext4_img"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*"; }
-# ratio A B: A / B, 2 decimals ("n/a" when B is 0 or empty)
-ratio() {
-	awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'
-}
-# ratio4 A B: the same with 4 decimals (Catamaran / tmpfs is small)
-ratio4() {
-	awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.4f", a / b }'
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# med "V1 V2 ...": the median of a space-separated list
-med() {
-	local -a v
-	read -ra v <<<"$1"
-	printf '%s\n' "${v[@]}" | median
-}
-
-# Write every byte of a backing file first, so that neither Catamaran nor
-# ext4 pays for converting unwritten (fallocated) extents of the host
-# filesystem on its first writes.
-fill() { # FILE
-	rm -f "$1"
-	dd if=/dev/zero of="$1" bs=1M count=$((size_bytes / 1048576)) oflag=direct \
-		conv=fsync status=none
-}
 
 mailboat() { # THREADS: Mailboat's requests/s, or empty
 	case $1 in
@@ -134,16 +83,12 @@ measure() { # NAME MNT THREADS ROUND ITERATIONS
 
 say "catamaran: $cat_bin"
 say "backing files: $dir (3 x $SIZE, written in full first)"
-fill "$d1"
-fill "$d2"
-fill "$ext4_img"
+fill "$d1" "$d2" "$ext4_img"
 mount -t tmpfs -o size=1G,mode=0700 tmpfs "$tmpfs_mnt"
-"$cat_bin" format --force --assume-clean "$d1" "$d2" >"$out/format.out"
+format_mirror_clean "$d1" "$d2" >"$out/format.out"
 "$cat_bin" mount "$d1" "$d2" "$cat_mnt"
-loop=$(losetup --find --show "$ext4_img")
-# Inode tables and journal zeroed now, not by ext4lazyinit during the run.
-mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$loop"
-mount "$loop" "$ext4_mnt"
+attach_loop "$ext4_img"
+mount_new_ext4 "$ext4_mnt"
 say "tmpfs: $tmpfs_mnt; Catamaran: $cat_mnt (FUSE); ext4: $loop over $ext4_img on $ext4_mnt"
 say "Mailboat workload, $USERS users, iterations per thread: tmpfs $ITER_TMPFS," \
 	"Catamaran and ext4 $ITER_DISK; $ROUNDS round(s); threads: $THREADS"
@@ -160,7 +105,8 @@ for round in $(seq 1 "$ROUNDS"); do
 		cat_rates[$t]+="$c "
 		ext4_rates[$t]+="$e "
 		cat_ext4[$t]+="$(ratio "$c" "$e") "
-		cat_tmpfs[$t]+="$(ratio4 "$c" "$m") "
+		# 4 decimals: Catamaran / tmpfs is small
+		cat_tmpfs[$t]+="$(ratio "$c" "$m" 4) "
 		printf '    round %s, %s thread(s): tmpfs %9.1f/s  catamaran %8.1f/s  ext4 %8.1f/s\n' \
 			"$round" "$t" "$m" "$c" "$e"
 	done

@@ -32,11 +32,10 @@
 # Needs root (mount), postal and rabid (Debian package postal).
 set -euo pipefail
 
-run_seconds=$(tr '\0' '\n' </proc/$$/environ | sed -n 's/^SECONDS=//p')
-run_seconds=${run_seconds:-30}
-
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
+run_seconds=$(inherited_seconds 30)
 dir=${1:-./data/mailbench}
 THREADS=${THREADS:-4}
 PROCS=${PROCS:-4}
@@ -47,44 +46,24 @@ ROUNDS=${ROUNDS:-1}
 SIZE=${SIZE:-2G}
 KEEP=${KEEP:-0}
 
-die() { echo "mail_clients.sh: $*" >&2; exit 2; }
+find_catamaran
+need_tools --hint "apt-get install postal" postal rabid mountpoint
+need_root mount
 
-if [ -n "${CATAMARAN:-}" ]; then
-	cat_bin=$CATAMARAN
-elif [ -x "$repo/build/catamaran" ]; then
-	cat_bin=$repo/build/catamaran
-else
-	cat_bin=$(command -v catamaran) || die "no catamaran binary (set CATAMARAN)"
-fi
-for tool in postal rabid mountpoint; do
-	command -v "$tool" >/dev/null || die "$tool is needed (apt-get install postal)"
-done
-[ "$(id -u)" = 0 ] || die "needs root (mount)"
-
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-d1=$dir/disk1.img
-d2=$dir/disk2.img
+use_bench_dir "$dir"
 mnt=$dir/mnt
 tmpfs=$dir/tmpfs
-out=$dir/out
-mkdir -p "$out" "$mnt" "$tmpfs"
+mkdir -p "$mnt" "$tmpfs"
 pids=()
 
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	for m in "$mnt" "$tmpfs"; do
-		if mountpoint -q "$m"; then
-			umount "$m" || echo "mail_clients.sh: cannot unmount $m" >&2
-		fi
-	done
-	[ "$KEEP" = 1 ] || rm -f "$d1" "$d2"
+	unmount_all "$mnt" "$tmpfs"
+	remove_unless_keep "$d1" "$d2"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-now() { date +%s.%N; }
 
 # users: the users file and the list postal and rabid read.
 : >"$out/list"
@@ -174,8 +153,10 @@ done
 umount "$mnt"
 for _ in $(seq 100); do pgrep -f "catamaran mount $d1" >/dev/null || break; sleep 0.1; done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$out/results" | median; }
+# median_mean: of the numbers on stdin, the mean of the two middle ones for
+# an even count (lib.sh's median takes the lower one)
+median_mean() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$out/results" | median_mean; }
 md=$(col mount 2); mr=$(col mount 3); td=$(col tmpfs 2); tr=$(col tmpfs 3)
 me=$(awk '{ s += $4 } END { print s + 0 }' "$out/results")
 echo
