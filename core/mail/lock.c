@@ -227,19 +227,18 @@ void lock_put(struct mail_store *store, struct hold *h)
 	hold_free(h);
 }
 
-/* The end of a session: kept messages of new/ go to cur/, and if
- * anything was deleted or moved, cur/ and new/ are fsync'ed. */
+/* The end of a session: kept messages of new/ go to cur/, and each
+ * directory something was deleted from or moved into or out of is
+ * fsync'ed. */
 static int finish_session(struct hold *h)
 {
 	pthread_mutex_lock(&h->mu);
 	int rc = snap_move_kept(h);
-	bool dirty = h->dirty;
-	h->dirty = false;
+	bool sync_cur = h->dirty_cur, sync_new = h->dirty_new;
+	h->dirty_cur = h->dirty_new = false;
 	pthread_mutex_unlock(&h->mu);
-	if (!dirty)
-		return rc;
-	int rc2 = io_fsync(h->mb->cur_fd);
-	if (rc2 == 0)
+	int rc2 = sync_cur ? io_fsync(h->mb->cur_fd) : 0;
+	if (rc2 == 0 && sync_new)
 		rc2 = io_fsync(h->mb->new_fd);
 	return rc < 0 ? rc : rc2;
 }

@@ -106,7 +106,8 @@ int mail_read(struct mail_store *store, const char *user, const char *id,
 int mail_delete(struct mail_store *store, const char *user, const char *id);
 
 /* Move the messages of the snapshot still in new/ to cur/, make that and
- * the deletions durable (fsync cur/ and new/) and release user's lock.
+ * the deletions durable (fsync of the directories they changed) and
+ * release user's lock.
  * -ENOLCK if not held. The lock is released even when a step fails. */
 int mail_unlock(struct mail_store *store, const char *user);
 

@@ -55,8 +55,8 @@ struct hold {
 	bool locked;       /* false while acquiring */
 	int refs;          /* users of this entry; freed at 0 once closing */
 	bool closing;      /* unlocked: no new references */
-	bool dirty;        /* a delete or move since the lock was taken */
-	pthread_mutex_t mu;   /* protects snap and dirty */
+	bool dirty_new, dirty_cur;   /* changed since the lock was taken */
+	pthread_mutex_t mu;   /* protects snap and the dirty flags */
 	struct snap_ent *snap;
 	size_t nsnap;
 };
@@ -119,7 +119,7 @@ int lock_release_all(struct mail_store *store);
 
 /* ---- pickup.c ---- */
 /* At unlock, with h->mu held: move the snapshot's messages still in new/
- * to cur/NAME:2, (setting h->dirty). 0 or the first -errno. */
+ * to cur/NAME:2, (marking both directories dirty). 0 or the first -errno. */
 int snap_move_kept(struct hold *h);
 
 #endif

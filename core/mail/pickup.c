@@ -13,8 +13,8 @@
  * Files are named relative to the mailbox's open directories (mailbox.c),
  * which are listed with getdents64 on those descriptors: the hold makes
  * this thread their only reader. A pickup of one message that is deleted
- * is about 15 system calls: lock, list new/ and cur/, open/fstat/read/
- * close, unlink, and at unlock fsync cur/ and new/, unlock.
+ * is about 14 system calls: lock, list new/ and cur/, open/fstat/read/
+ * close, unlink, and at unlock fsync new/, unlock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -195,7 +195,7 @@ int snap_move_kept(struct hold *h)
 		int rc = move_one(h->mb, e->name);
 		if (rc < 0 && first == 0)
 			first = rc;
-		h->dirty = true;
+		h->dirty_new = h->dirty_cur = true;
 	}
 	return first;
 }
@@ -372,8 +372,10 @@ int mail_delete(struct mail_store *store, const char *user, const char *id)
 		if (e)
 			e->deleted = true;
 	}
-	if (rc == 0)
-		h->dirty = true;
+	if (rc == 0 && dirfd == h->mb->new_fd)
+		h->dirty_new = true;
+	else if (rc == 0)
+		h->dirty_cur = true;
 	unlock_hold(store, h);
 	return rc;
 }
@@ -391,7 +393,7 @@ int mail_withdraw(struct mail_store *store, const char *user, const char *id)
 	rc = unlinkat(h->mb->new_fd, id, 0) < 0 ? -errno : 0;
 	if (rc == 0) {
 		pthread_mutex_lock(&h->mu);
-		h->dirty = true;   /* lock_release fsyncs new/ */
+		h->dirty_new = true;   /* lock_release fsyncs new/ */
 		pthread_mutex_unlock(&h->mu);
 	}
 	int rc2 = lock_release(store, h);
