@@ -14,6 +14,11 @@
  * so a pickup of a user another thread holds is retried (sched_yield) and
  * the retries are counted.
  *
+ * --bare runs the same workload without the library: only the file
+ * operations Mailboat makes (bench_mail_bare.h), no fsync, an in-process
+ * lock. It is the floor of a file-per-message store on that directory,
+ * to tell what the library's guarantees cost from what the kernel costs.
+ *
  * The store caches open mailboxes up to a sixteenth of the open-file
  * limit, so the soft limit is raised to the hard one first, as Go
  * programs do at start since Go 1.19.
@@ -47,6 +52,7 @@
 #include "core/base/util.h"
 #include "core/mail/mail.h"
 #include "tools/bench_common.h"
+#include "tools/bench_mail_bare.h"
 #include "tools/cli.h"
 
 #define CMD "bench mail"
@@ -74,6 +80,7 @@ struct mail_bench_opts {
 	uint64_t seed;
 	bool seed_given;
 	bool json;
+	bool bare;
 	const char *dir;
 };
 
@@ -105,6 +112,11 @@ static void usage(FILE *out)
 "  --users N        users, u0..u(N-1) (default 100, as Mailboat)\n"
 "  --seed S         seed of the random user choices (default: random; thread\n"
 "                   i uses S+i). The run is reproducible only at 1 thread\n"
+"  --bare           the same workload without the library, as the floor to\n"
+"                   compare with: only Mailboat's file operations (create,\n"
+"                   write, close, link, unlink; list, open, read, close,\n"
+"                   unlink), no fsync, an in-process per-user lock, no move\n"
+"                   to cur/. NOT durable and not safe for other processes\n"
 "  --json           print the results as one JSON object\n"
 "\n"
 "Exit status: 0 success, 1 the verification failed, 2 error.\n");
@@ -126,12 +138,14 @@ static int parse_seed(const char *s, uint64_t *out)
 /* Returns 0 to run, 1 when help was printed, -EINVAL on a usage error. */
 static int parse_options(int argc, char **argv, struct mail_bench_opts *o)
 {
-	enum { OPT_THREADS = 256, OPT_ITERATIONS, OPT_USERS, OPT_SEED, OPT_JSON, OPT_HELP };
+	enum { OPT_THREADS = 256, OPT_ITERATIONS, OPT_USERS, OPT_SEED, OPT_BARE, OPT_JSON,
+	       OPT_HELP };
 	static const struct option longopts[] = {
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "iterations", required_argument, NULL, OPT_ITERATIONS },
 		{ "users", required_argument, NULL, OPT_USERS },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "bare", no_argument, NULL, OPT_BARE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -155,6 +169,7 @@ static int parse_options(int argc, char **argv, struct mail_bench_opts *o)
 			rc = parse_seed(optarg, &o->seed);
 			o->seed_given = true;
 			break;
+		case OPT_BARE: o->bare = true; break;
 		case OPT_JSON: o->json = true; break;
 		case 'h': case OPT_HELP: usage(stdout); return 1;
 		default: cli_bad_option(CMD, c, argv); return -EINVAL;
@@ -188,6 +203,7 @@ struct worker {
 struct bench {
 	const struct mail_bench_opts *o;
 	struct mail_store *store;
+	struct bare_mail *bare;   /* --bare: used instead of the store */
 	char (*user)[USER_LEN];   /* "u0", "u1", ... */
 	atomic_bool stop;         /* a worker failed */
 	atomic_bool error_reported;
@@ -246,20 +262,40 @@ static int pickup_session(struct worker *w, const char *user)
 	return rc;
 }
 
+static int deliver_one(struct worker *w, unsigned to)
+{
+	struct bench *b = w->b;
+	int rc = b->bare ? bare_mail_deliver(b->bare, to, w->index, w->delivered, message,
+					     MESSAGE_LEN)
+			 : mail_deliver(b->store, b->user[to], message, MESSAGE_LEN, NULL);
+	if (rc < 0)
+		worker_fail(w, rc, "delivery", b->user[to]);
+	return rc;
+}
+
+static int pickup_one(struct worker *w, unsigned from)
+{
+	struct bench *b = w->b;
+	if (!b->bare)
+		return pickup_session(w, b->user[from]);
+	int rc = bare_mail_pickup_delete(b->bare, from, &w->deleted);
+	if (rc < 0)
+		worker_fail(w, rc, "pickup", b->user[from]);
+	return rc;
+}
+
 static int one_iteration(struct worker *w, struct prng *rng)
 {
 	struct bench *b = w->b;
-	const char *to = b->user[prng_below(rng, b->o->users)];
+	unsigned to = (unsigned)prng_below(rng, b->o->users);
 	uint64_t t0 = now_ns();
-	int rc = mail_deliver(b->store, to, message, MESSAGE_LEN, NULL);
+	int rc = deliver_one(w, to);
 	uint64_t t1 = now_ns();
-	if (rc < 0) {
-		worker_fail(w, rc, "delivery", to);
+	if (rc < 0)
 		return rc;
-	}
 	w->delivered++;
 	hist_add(&w->deliver_lat, t1 - t0);
-	rc = pickup_session(w, b->user[prng_below(rng, b->o->users)]);
+	rc = pickup_one(w, (unsigned)prng_below(rng, b->o->users));
 	uint64_t t2 = now_ns();
 	hist_add(&w->session_lat, t2 - t1);
 	w->end_ns = t2;
@@ -431,8 +467,9 @@ static void print_latency(const char *what, const struct latency_hist *h)
 
 static void print_text(const struct mail_bench_opts *o, const struct totals *t)
 {
-	printf("bench mail: %s, %u thread%s x %u iterations, %u users, seed %" PRIu64 "\n",
-	       o->dir, o->threads, o->threads == 1 ? "" : "s", o->iterations, o->users, o->seed);
+	printf("bench mail%s: %s, %u thread%s x %u iterations, %u users, seed %" PRIu64 "\n",
+	       o->bare ? " --bare (no library, no fsync, not durable)" : "", o->dir, o->threads,
+	       o->threads == 1 ? "" : "s", o->iterations, o->users, o->seed);
 	printf("  requests %" PRIu64 " in %.3f s: %.1f requests/s\n", t->requests, t->seconds,
 	       per_sec(t->requests, t->seconds));
 	printf("  (a request = one iteration: a delivery + a pickup with its deletes "
@@ -458,7 +495,7 @@ static void print_json_latency(const char *name, const struct latency_hist *h)
 
 static void print_json(const struct mail_bench_opts *o, const struct totals *t)
 {
-	printf("{\"bench\":\"mail\",\"dir\":");
+	printf("{\"bench\":\"mail\",\"mode\":\"%s\",\"dir\":", o->bare ? "bare" : "library");
 	cli_json_string(o->dir);
 	printf(",\"threads\":%u,\"iterations\":%u,\"users\":%u,\"seed\":%" PRIu64
 	       ",\"requests\":%" PRIu64 ",\"seconds\":%.3f,\"requests_per_sec\":%.1f,"
@@ -490,6 +527,21 @@ static int make_users(struct bench *b)
 	return 0;
 }
 
+/* --bare: its directories, once the census made every mailbox. */
+static int bare_open(struct bench *b)
+{
+	const char **names = calloc(b->o->users, sizeof *names);
+	if (!names)
+		return -ENOMEM;
+	for (unsigned u = 0; u < b->o->users; u++)
+		names[u] = b->user[u];
+	int rc = bare_mail_open(b->o->dir, names, b->o->users, &b->bare);
+	free(names);
+	if (rc < 0)
+		fprintf(stderr, "catamaran " CMD ": %s: --bare: %s\n", b->o->dir, strerror(-rc));
+	return rc;
+}
+
 /* With the store open: empty, run, count, report. */
 static int bench_store(struct bench *b)
 {
@@ -501,7 +553,11 @@ static int bench_store(struct bench *b)
 	}
 	if (census(b, true, &t.before) < 0)
 		return EXIT_TROUBLE;
+	if (b->o->bare && (rc = bare_open(b)) < 0)
+		return EXIT_TROUBLE;
 	rc = run_workers(b);
+	bare_mail_close(b->bare);
+	b->bare = NULL;
 	sum_workers(b, &t);
 	if (rc < 0 || t.error || census(b, false, &t.after) < 0)
 		return EXIT_TROUBLE;
