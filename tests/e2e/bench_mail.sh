@@ -3,7 +3,8 @@
 # test: a short run at 2 threads on a fresh tmpfs and on a Catamaran mount
 # must exit 0 with "VERIFY OK" (delivered - deleted == left in the store);
 # a leftover in a tmp/ must make it exit 1 with "VERIFY MISMATCH"; usage
-# errors exit 2. Then unmount and fsck clean. A few seconds.
+# errors exit 2; --bare passes the same check. Then unmount and fsck
+# clean. A few seconds.
 #
 # usage: bench_mail.sh PATH_TO_CATAMARAN   (root for mount, /dev/fuse)
 set -eu
@@ -47,6 +48,14 @@ expect 0 bench mail --json --iterations 500 --users 3 "$TMPFS"
 grep -q '"verified":true' "$T/out" || fail "--json: not verified"
 [ "$(jq -r '.requests' "$T/out" 2>/dev/null || echo 500)" = 500 ] || fail "--json: requests"
 ok "tmpfs: 2 threads x 2000 iterations and a JSON run, VERIFY OK"
+
+expect 0 bench mail --bare --threads 2 --iterations 2000 "$TMPFS"
+verified bare
+grep -q "^bench mail --bare (no library, no fsync, not durable)" "$T/out" ||
+	fail "--bare: the heading does not say what it is"
+expect 0 bench mail --bare --json --iterations 300 --users 3 "$TMPFS"
+grep -q '"mode":"bare"' "$T/out" || fail "--bare --json: no mode"
+ok "tmpfs: --bare (the floor), VERIFY OK"
 
 # A file left in a tmp/ is something the check must catch.
 mkdir -p "$TMPFS/u0/tmp"
