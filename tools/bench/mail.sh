@@ -2,8 +2,9 @@
 # mail.sh - the Mailboat workload (`catamaran bench mail`) on tmpfs, on a
 # Catamaran FUSE mount and on ext4 mounted from a loop device over a file
 # on the same disk, at 1 and 2 threads, interleaved; prints requests/s and
-# the ratios: tmpfs against Mailboat's published figures, Catamaran against
-# ext4-on-loop, Catamaran against tmpfs (README.md here).
+# the ratios: tmpfs against Mailboat's published figures (and `bench mail
+# --bare` on tmpfs, the floor of a file-per-message store, against them),
+# Catamaran against ext4-on-loop, Catamaran against tmpfs (README.md here).
 #
 # usage: tools/bench/mail.sh [DIR]      (DIR default: ./data/mailbench)
 #
@@ -68,13 +69,14 @@ mailboat() { # THREADS: Mailboat's requests/s, or empty
 
 # One measurement in a fresh directory of the mounted filesystem MNT;
 # prints requests/s. The bench's own VERIFY makes a failed check fatal.
-measure() { # NAME MNT THREADS ROUND ITERATIONS
+measure() { # NAME MNT THREADS ROUND ITERATIONS [BENCH OPTION...]
 	local name=$1 mnt=$2 t=$3 round=$4 iter=$5 json
+	shift 5
 	json=$out/$name-t$t-r$round.json
 	rm -rf "$mnt/run-t$t-r$round"
 	mkdir "$mnt/run-t$t-r$round"
 	if ! "$cat_bin" bench mail --json --threads "$t" --iterations "$iter" \
-		--users "$USERS" "$mnt/run-t$t-r$round" >"$json"; then
+		--users "$USERS" "$@" "$mnt/run-t$t-r$round" >"$json"; then
 		die "$name, $t threads, round $round: bench mail failed (see $json)"
 	fi
 	rm -rf "$mnt/run-t$t-r$round"
@@ -95,34 +97,41 @@ say "Mailboat workload, $USERS users, iterations per thread: tmpfs $ITER_TMPFS,"
 say "(a request = one delivery of 12 bytes + one pickup of a random user with its"
 say " deletes and unlock, as Mailboat counts)"
 
-declare -A tmpfs_rates cat_rates ext4_rates cat_ext4 cat_tmpfs
+declare -A tmpfs_rates bare_rates tmpfs_bare cat_rates ext4_rates cat_ext4 cat_tmpfs
 for round in $(seq 1 "$ROUNDS"); do
 	for t in $THREADS; do
+		b=$(measure tmpfs-bare "$tmpfs_mnt" "$t" "$round" "$ITER_TMPFS" --bare)
 		m=$(measure tmpfs "$tmpfs_mnt" "$t" "$round" "$ITER_TMPFS")
 		c=$(measure catamaran "$cat_mnt" "$t" "$round" "$ITER_DISK")
 		e=$(measure ext4 "$ext4_mnt" "$t" "$round" "$ITER_DISK")
 		tmpfs_rates[$t]+="$m "
+		bare_rates[$t]+="$b "
+		tmpfs_bare[$t]+="$(ratio "$m" "$b") "
 		cat_rates[$t]+="$c "
 		ext4_rates[$t]+="$e "
 		cat_ext4[$t]+="$(ratio "$c" "$e") "
 		# 4 decimals: Catamaran / tmpfs is small
 		cat_tmpfs[$t]+="$(ratio "$c" "$m" 4) "
-		printf '    round %s, %s thread(s): tmpfs %9.1f/s  catamaran %8.1f/s  ext4 %8.1f/s\n' \
-			"$round" "$t" "$m" "$c" "$e"
+		printf '    round %s, %s thread(s): tmpfs %9.1f/s (bare %9.1f/s)  catamaran %8.1f/s  ext4 %8.1f/s\n' \
+			"$round" "$t" "$m" "$b" "$c" "$e"
 	done
 done
 
 say ""
 say "Summary: requests/s, median of $ROUNDS round(s)"
-printf '  %7s %10s %9s %8s %11s %9s %14s %16s\n' threads tmpfs/s mailboat "x mb" \
-	catamaran/s ext4/s catamaran/ext4 catamaran/tmpfs
+printf '  %7s %10s %9s %8s %10s %8s %11s %9s %14s %16s\n' threads tmpfs/s mailboat "x mb" \
+	bare/s "x bare" catamaran/s ext4/s catamaran/ext4 catamaran/tmpfs
 for t in $THREADS; do
 	m=$(med "${tmpfs_rates[$t]}")
+	b=$(med "${bare_rates[$t]}")
 	mb=$(mailboat "$t")
-	printf '  %7s %10.1f %9s %8s %11.1f %9.1f %14s %16s\n' "$t" "$m" "${mb:-n/a}" \
-		"$(ratio "$m" "$mb")" "$(med "${cat_rates[$t]}")" "$(med "${ext4_rates[$t]}")" \
-		"$(med "${cat_ext4[$t]}")" "$(med "${cat_tmpfs[$t]}")"
+	printf '  %7s %10.1f %9s %8s %10.1f %8s %11.1f %9.1f %14s %16s\n' "$t" "$m" "${mb:-n/a}" \
+		"$(ratio "$m" "$mb")" "$b" "$(ratio "$b" "$mb")" "$(med "${cat_rates[$t]}")" \
+		"$(med "${ext4_rates[$t]}")" "$(med "${cat_ext4[$t]}")" "$(med "${cat_tmpfs[$t]}")"
 done
-say "(x mb: tmpfs / Mailboat's figure, the target is >= 2; catamaran/ext4 and"
-say " catamaran/tmpfs: medians of the per-round ratios)"
+say "(x mb: tmpfs / Mailboat's figure, the target is >= 2; bare: \`bench mail --bare\`"
+say " on tmpfs, Mailboat's file operations alone - no fsync, no lock file, no"
+say " move to cur/ - and x bare its ratio to Mailboat: the ceiling for any store"
+say " that keeps a file per message; catamaran/ext4 and catamaran/tmpfs: medians"
+say " of the per-round ratios)"
 say "Raw results: $out"
