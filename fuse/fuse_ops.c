@@ -307,6 +307,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = fh;
+	/* The kernel may answer getdents from its copy of the listing: every
+	 * change to a directory goes through this mount, and the kernel drops
+	 * the copy on each create, link, unlink, rename and mkdir in it. A mail
+	 * store lists new/ and cur/ at every pickup; cur/ rarely changes. */
+	if (ctx_of(req)->cfg.dir_cache) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	fuse_reply_open(req, fi);
 }
 

@@ -28,6 +28,7 @@ struct fuse_lowlevel_ops;
 struct cat_fuse_config {
 	double entry_timeout, attr_timeout;   /* kernel cache, seconds */
 	bool readdirplus;
+	bool dir_cache;      /* kernel keeps listings (FOPEN_CACHE_DIR) */
 	unsigned max_write;                   /* bytes */
 };
 

@@ -47,6 +47,9 @@ static const char mount_usage[] =
 	"       cache=SIZE           block cache bound (default 64M)\n"
 	"       entry_timeout=S, attr_timeout=S   kernel cache (default 1 s)\n"
 	"       noreaddirplus        plain readdir only\n"
+	"       nodircache           the kernel keeps no directory listings\n"
+	"                            (by default it does, until the directory\n"
+	"                            changes)\n"
 	"       max_write=SIZE       largest write request (default 1M)\n"
 	"       resync_limit=SIZE    speed limit per second of the resync after\n"
 	"                            mount (e.g. 50M; default: none)\n"
@@ -109,6 +112,8 @@ static int parse_one(struct mount_args *a, char *opt)
 		o->sync = true;
 	else if (!strcmp(opt, "noreaddirplus") && !val)
 		o->fuse.readdirplus = false;
+	else if (!strcmp(opt, "nodircache") && !val)
+		o->fuse.dir_cache = false;
 	else if (!strcmp(opt, "cache") && val && parse_size(val, &size) == 0 && size >= (1u << 20))
 		o->cache_bytes = (size_t)size;
 	else if (!strcmp(opt, "max_write") && val && parse_size(val, &size) == 0 &&
@@ -155,7 +160,8 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 	};
 	a->o.default_permissions = true;
 	a->o.fuse = (struct cat_fuse_config){ .entry_timeout = 1.0, .attr_timeout = 1.0,
-					      .readdirplus = true, .max_write = 1u << 20 };
+					      .readdirplus = true, .dir_cache = true,
+					      .max_write = 1u << 20 };
 	int c, r;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":fo:h", longopts, NULL)) != -1) {
