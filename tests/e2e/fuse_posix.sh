@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 . "$(dirname "$0")/lib/assert.sh"
 
-CHECKS="unlinked-open rename-over-open renameat2 readdir-cookies stable-ino
+CHECKS="unlinked-open rename-over-open renameat2 readdir-cookies readdir-fresh stable-ino
 nlink-times open-flags large-file fsync statfs lookup-counts maildir perm"
 
 expect 0 format --size 256M "$D1" "$D2"

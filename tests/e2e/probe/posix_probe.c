@@ -13,6 +13,9 @@
  *   renameat2        RENAME_NOREPLACE, RENAME_EXCHANGE and their errors
  *   readdir-cookies  getdents64 under churn: no entry lost or repeated;
  *                    telldir/seekdir resume at a saved cookie
+ *   readdir-fresh    a directory kept open and listed again from the start
+ *                    (as the mail store does) sees every change at once,
+ *                    whatever the kernel keeps of earlier listings
  *   stable-ino       st_ino across hard links, rename, drop_caches
  *   nlink-times      directory link counts, mtime/ctime updates, ns times
  *   open-flags       O_EXCL, O_APPEND from two fds, O_TRUNC
@@ -398,6 +401,86 @@ static void check_readdir_cookies(void)
 		put_file(at("d/f%04d", k), "");
 	check_passes();
 	check_seekdir();
+}
+
+/* ---- readdir-fresh ---- */
+
+/* The names in the open directory fd, listed from its start, as one
+ * sorted, space-separated string ("." and ".." left out). */
+static const char *listing(int fd)
+{
+	static char names[64][256];
+	static char out[4096];
+	int n = 0;
+	char buf[1024];
+	long got;
+	MUST(lseek(fd, 0, SEEK_SET) == 0, "lseek");
+	while ((got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+		for (long pos = 0; pos < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + pos);
+			pos += de->d_reclen;
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && n < 64)
+				snprintf(names[n++], 256, "%s", de->d_name);
+		}
+	}
+	MUST(got == 0, "getdents64");
+	qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? " " : "", names[i]);
+	return out;
+}
+
+static void expect_listing(int fd, const char *after, const char *want)
+{
+	const char *got = listing(fd);
+	MUST(!strcmp(got, want), "after %s: listing is \"%s\", want \"%s\"", after, got, want);
+}
+
+/* A change made by another process: the kernel's copy must go all the same. */
+static void child_creates(const char *path)
+{
+	pid_t pid = fork();
+	MUST(pid >= 0, "fork");
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		_exit(fd >= 0 && close(fd) == 0 ? 0 : 1);
+	}
+	int st;
+	MUST(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child create");
+}
+
+static void check_readdir_fresh(void)
+{
+	MUST(mkdir(at("d"), 0755) == 0 && mkdir(at("o"), 0755) == 0, "mkdir");
+	int fd = open(at("d"), O_RDONLY | O_DIRECTORY);
+	MUST(fd >= 0, "open d");
+	expect_listing(fd, "mkdir", "");
+	expect_listing(fd, "listing twice", "");
+	put_file(at("d/a"), "1");
+	expect_listing(fd, "create", "a");
+	MUST(link(at("d/a"), at("d/b")) == 0, "link");
+	expect_listing(fd, "link", "a b");
+	put_file(at("o/c"), "2");
+	MUST(rename(at("o/c"), at("d/c")) == 0, "rename in");
+	expect_listing(fd, "rename in", "a b c");
+	MUST(rename(at("d/b"), at("o/b")) == 0, "rename out");
+	expect_listing(fd, "rename out", "a c");
+	MUST(rename(at("d/a"), at("d/a2")) == 0, "rename within");
+	expect_listing(fd, "rename within", "a2 c");
+	MUST(mkdir(at("d/sub"), 0755) == 0, "mkdir sub");
+	expect_listing(fd, "mkdir", "a2 c sub");
+	MUST(rmdir(at("d/sub")) == 0, "rmdir sub");
+	expect_listing(fd, "rmdir", "a2 c");
+	MUST(unlink(at("d/c")) == 0, "unlink");
+	expect_listing(fd, "unlink", "a2");
+	child_creates(at("d/x"));
+	expect_listing(fd, "a create by another process", "a2 x");
+	MUST(symlink("a2", at("d/l")) == 0, "symlink");
+	expect_listing(fd, "symlink", "a2 l x");
+	MUST(rename(at("d/x"), at("d/a2")) == 0, "rename over");
+	expect_listing(fd, "rename over an entry", "a2 l");
+	close(fd);
 }
 
 /* ---- stable-ino ---- */
@@ -886,6 +969,7 @@ static const struct {
 	{ "rename-over-open", check_rename_over_open },
 	{ "renameat2", check_renameat2 },
 	{ "readdir-cookies", check_readdir_cookies },
+	{ "readdir-fresh", check_readdir_fresh },
 	{ "stable-ino", check_stable_ino },
 	{ "nlink-times", check_nlink_times },
 	{ "open-flags", check_open_flags },
