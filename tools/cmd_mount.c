@@ -268,13 +268,23 @@ static int go_background(void)
  * volatile write cache that keeps what was not flushed in memory. The
  * control socket's "power-cut" then lets a random part of the unflushed
  * blocks of each disk reach it, independently, and kills the process: the
- * disks are left as a power failure would leave them. The backing disks
- * are never closed here: the process ends with them (a clean unmount
- * writes the caches back through mirror_close first). */
+ * disks are left as a power failure would leave them. A clean unmount
+ * writes the caches back through mirror_close (which closes the crash
+ * disks); the backing disks under them are closed after it. */
 static struct {
 	struct crash_clock clock;
-	struct bdev *cached[2];
+	struct bdev *raw[2];       /* the real disks, ours to close */
+	struct bdev *cached[2];    /* the mirror's legs, closed by it */
 } crashtest;
+
+static void close_crashtest_disks(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (crashtest.raw[i])
+			bdev_close(crashtest.raw[i]);
+		crashtest.raw[i] = NULL;
+	}
+}
 
 static void crashtest_power_cut(void *arg)
 {
@@ -288,23 +298,26 @@ static void crashtest_power_cut(void *arg)
 static int open_crashtest_mirror(struct mount_args *a, const struct mirror_opts *mo,
 				 struct mirror **m)
 {
-	struct bdev *raw[2];
-	int r = cli_open_disks("mount", a->disk[0], a->disk[1], 0, raw);
+	int r = cli_open_disks("mount", a->disk[0], a->disk[1], 0, crashtest.raw);
 	if (r < 0)
 		return r;
 	crash_clock_init(&crashtest.clock);
 	for (int i = 0; i < 2; i++) {
-		crashtest.cached[i] = crash_disk_create(raw[i], &crashtest.clock,
+		crashtest.cached[i] = crash_disk_create(crashtest.raw[i], &crashtest.clock,
 							a->crash_seed * 2 + (uint64_t)i, 50);
 		if (!crashtest.cached[i]) {
 			fprintf(stderr, "catamaran mount: out of memory\n");
+			if (i == 1)
+				bdev_close(crashtest.cached[0]);
+			close_crashtest_disks();
 			return -ENOMEM;
 		}
 	}
 	struct cat_error err = { 0 };
-	r = mirror_open(crashtest.cached, mo, m, &err);
+	r = mirror_open(crashtest.cached, mo, m, &err);   /* owns the legs now */
 	if (r < 0) {
 		fprintf(stderr, "catamaran mount: %s\n", err.msg[0] ? err.msg : strerror(-r));
+		close_crashtest_disks();
 		return r;
 	}
 	a->o.test = (struct control_test_hooks){ .power_cut = crashtest_power_cut };
@@ -336,6 +349,7 @@ int cmd_mount(int argc, char **argv)
 	a.o.ready = on_ready;
 	struct cat_error err = { 0 };
 	r = cat_daemon_serve(m, &a.o, &err);
+	close_crashtest_disks();   /* none without -o crashtest */
 	if (r) {
 		cat_log(CAT_LOG_ERROR, "mount %s: %s", a.o.mountpoint, err.msg);
 		if (ready_fd >= 0)
