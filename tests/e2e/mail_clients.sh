@@ -119,8 +119,10 @@ errors_in() { cat "$1":* 2>/dev/null | tr -d '\r' | grep -aE '^([45][0-9][0-9] [
 postal_run() {
 	local L=$1 R=$2 port=$3 lmtp=${4:-}
 	local pl=$T/$L.postal$lmtp
-	postal $lmtp -m 32 -t 3 -c 10 -r 3000 -z "$pl" "[127.0.0.1]$port" "$T/list" \
-		>"$pl.out" 2>"$pl.err" &
+	# in $T: postal and rabid write postal.log / rabid.log to their
+	# working directory
+	(cd "$T" && exec postal $lmtp -m 32 -t 3 -c 10 -r 3000 -z "$pl" "[127.0.0.1]$port" \
+		"$T/list") >"$pl.out" 2>"$pl.err" &
 	local p=$!
 	pids+=("$p")
 	sleep "$SECS"
@@ -148,7 +150,7 @@ postal_run() {
 rabid_run() {
 	local L=$1 R=$2 sent=$SENT p
 	local rl=$T/$L.rabid
-	rabid -p 1 -u -z "$rl" "[127.0.0.1]$POP3" "$T/list" >"$rl.out" 2>"$rl.err" &
+	(cd "$T" && exec rabid -p 1 -u -z "$rl" "[127.0.0.1]$POP3" "$T/list") >"$rl.out" 2>"$rl.err" &
 	p=$!
 	pids+=("$p")
 	for _ in $(seq 300); do

@@ -103,8 +103,10 @@ measure() {
 
 	local t0 t1 p
 	t0=$(now)
-	postal -t "$THREADS" -c "$PER_CONN" -m "$MSG_KB" "[127.0.0.1]$smtp" "$out/list" \
-		>"$tag.postal" 2>"$tag.postal.err" &
+	# in $out: postal and rabid write postal.log / rabid.log (MD5 sums) to
+	# their working directory
+	(cd "$out" && exec postal -t "$THREADS" -c "$PER_CONN" -m "$MSG_KB" \
+		"[127.0.0.1]$smtp" "$out/list") >"$tag.postal" 2>"$tag.postal.err" &
 	p=$!
 	sleep "$run_seconds"
 	kill -INT "$p"
@@ -117,7 +119,8 @@ measure() {
 
 	local r t2 t3 left
 	t2=$(now)
-	rabid -p "$PROCS" -u "[127.0.0.1]$pop3" "$out/list" >"$tag.rabid" 2>"$tag.rabid.err" &
+	(cd "$out" && exec rabid -p "$PROCS" -u "[127.0.0.1]$pop3" "$out/list") \
+		>"$tag.rabid" 2>"$tag.rabid.err" &
 	r=$!
 	local deadline=$((SECONDS + run_seconds))
 	while [ "$SECONDS" -lt "$deadline" ]; do
