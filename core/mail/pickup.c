@@ -356,6 +356,40 @@ int mail_read(struct mail_store *store, const char *user, const char *id,
 	return rc;
 }
 
+/* io_scan_dir callback: the first name of cur/ with the id in ctx. */
+struct id_search {
+	const char *id;
+	size_t idlen;
+	char *found;
+};
+
+static int match_id(void *ctx, const char *name, unsigned char type)
+{
+	struct id_search *s = ctx;
+	(void)type;
+	if (s->found || name_id_len(name) != s->idlen || memcmp(name, s->id, s->idlen) != 0)
+		return 0;
+	s->found = strdup(name);
+	return s->found ? 0 : -ENOMEM;
+}
+
+/* A message of the snapshot that is gone from where the snapshot saw it:
+ * a Maildir reader that does not know our lock (Dovecot, mutt) moved it
+ * from new/ to cur/ or changed its flags. Remove it under its new name,
+ * so that a POP3 DELE is not lost. -ENOENT if cur/ has no such id. */
+static int unlink_moved(struct hold *h, const struct snap_ent *e)
+{
+	struct id_search s = { .id = e->name, .idlen = e->idlen };
+	int rc = io_scan_dir(h->mb->cur_fd, match_id, &s);
+	if (rc < 0)
+		return rc;
+	if (!s.found)
+		return -ENOENT;
+	rc = unlinkat(h->mb->cur_fd, s.found, 0) < 0 ? -errno : 0;
+	free(s.found);
+	return rc;
+}
+
 int mail_delete(struct mail_store *store, const char *user, const char *id)
 {
 	struct hold *h = NULL;
@@ -368,6 +402,8 @@ int mail_delete(struct mail_store *store, const char *user, const char *id)
 	rc = find_file(h, id, &dirfd, &name, &e);
 	if (rc == 0 && unlinkat(dirfd, name, 0) < 0)
 		rc = -errno;
+	if (rc == -ENOENT && e && (rc = unlink_moved(h, e)) == 0)
+		dirfd = h->mb->cur_fd;
 	if (rc == 0 || rc == -ENOENT) {
 		if (e)
 			e->deleted = true;

@@ -294,6 +294,37 @@ Test(mail, withdraw)
 	mail_close(s);
 }
 
+/* A Maildir reader that does not know our lock (Dovecot, mutt) moves a
+ * message from new/ to cur/, or changes its flags, while we hold the
+ * mailbox: mail_delete still removes it, under its new name. */
+Test(mail, delete_follows_a_foreign_move)
+{
+	struct mail_store *s = open_store();
+	char fresh[MAIL_ID_MAX], seen[MAIL_ID_MAX];
+	deliver(s, "hugo", "seen\n", seen);
+	struct mail_list l;
+	cr_assert_eq(mail_pickup(s, "hugo", &l), 0);   /* seen goes to cur/ at unlock */
+	mail_list_free(&l);
+	cr_assert_eq(mail_unlock(s, "hugo"), 0);
+	deliver(s, "hugo", "fresh\n", fresh);
+	cr_assert_eq(mail_pickup(s, "hugo", &l), 0);
+	cr_assert_eq(l.count, 2);
+	char from[1024], to[1024];
+	snprintf(from, sizeof from, "%s/hugo/new/%s", root, fresh);
+	snprintf(to, sizeof to, "%s/hugo/cur/%s:2,S", root, fresh);
+	cr_assert_eq(rename(from, to), 0);
+	snprintf(from, sizeof from, "%s/hugo/cur/%s:2,", root, seen);
+	snprintf(to, sizeof to, "%s/hugo/cur/%s:2,RS", root, seen);
+	cr_assert_eq(rename(from, to), 0);
+	cr_assert_eq(mail_delete(s, "hugo", fresh), 0);
+	cr_assert_eq(mail_delete(s, "hugo", seen), 0);
+	cr_assert_eq(mail_delete(s, "hugo", seen), -ENOENT);
+	cr_assert_eq(mail_unlock(s, "hugo"), 0);
+	cr_assert_eq(count_dir("hugo", "new") + count_dir("hugo", "cur"), 0);
+	mail_list_free(&l);
+	mail_close(s);
+}
+
 struct try_arg {
 	struct mail_store *s;
 	int rc;
