@@ -337,25 +337,6 @@ static void unlock_hold(struct mail_store *store, struct hold *h)
 	lock_put(store, h);
 }
 
-int mail_read(struct mail_store *store, const char *user, const char *id,
-	      char **buf, size_t *len)
-{
-	if (!buf || !len)
-		return -EINVAL;
-	struct hold *h = NULL;
-	int rc = locked_hold(store, user, id, &h);
-	if (rc < 0)
-		return rc;
-	int dirfd;
-	const char *name;
-	struct snap_ent *e;
-	rc = find_file(h, id, &dirfd, &name, &e);
-	if (rc == 0)
-		rc = io_read_file_at(dirfd, name, buf, len);
-	unlock_hold(store, h);
-	return rc;
-}
-
 /* io_scan_dir callback: the first name of cur/ with the id in ctx. */
 struct id_search {
 	const char *id;
@@ -373,11 +354,11 @@ static int match_id(void *ctx, const char *name, unsigned char type)
 	return s->found ? 0 : -ENOMEM;
 }
 
-/* A message of the snapshot that is gone from where the snapshot saw it:
- * a Maildir reader that does not know our lock (Dovecot, mutt) moved it
- * from new/ to cur/ or changed its flags. Remove it under its new name,
- * so that a POP3 DELE is not lost. -ENOENT if cur/ has no such id. */
-static int unlink_moved(struct hold *h, const struct snap_ent *e)
+/* A message of the snapshot is gone from where the snapshot saw it: a
+ * Maildir reader that does not know our lock (Dovecot, mutt) moved it from
+ * new/ to cur/ or changed its flags. Find it in cur/ by its id and point e
+ * there. -ENOENT if cur/ has no such id. */
+static int relocate(struct hold *h, struct snap_ent *e)
 {
 	struct id_search s = { .id = e->name, .idlen = e->idlen };
 	int rc = io_scan_dir(h->mb->cur_fd, match_id, &s);
@@ -385,8 +366,30 @@ static int unlink_moved(struct hold *h, const struct snap_ent *e)
 		return rc;
 	if (!s.found)
 		return -ENOENT;
-	rc = unlinkat(h->mb->cur_fd, s.found, 0) < 0 ? -errno : 0;
-	free(s.found);
+	free(e->name);
+	e->name = s.found;
+	e->in_new = false;
+	return 0;
+}
+
+int mail_read(struct mail_store *store, const char *user, const char *id,
+	      char **buf, size_t *len)
+{
+	if (!buf || !len)
+		return -EINVAL;
+	struct hold *h = NULL;
+	int rc = locked_hold(store, user, id, &h);
+	if (rc < 0)
+		return rc;
+	int dirfd;
+	const char *name;
+	struct snap_ent *e;
+	rc = find_file(h, id, &dirfd, &name, &e);
+	if (rc == 0)
+		rc = io_read_file_at(dirfd, name, buf, len);
+	if (rc == -ENOENT && e && (rc = relocate(h, e)) == 0)
+		rc = io_read_file_at(h->mb->cur_fd, e->name, buf, len);
+	unlock_hold(store, h);
 	return rc;
 }
 
@@ -402,8 +405,10 @@ int mail_delete(struct mail_store *store, const char *user, const char *id)
 	rc = find_file(h, id, &dirfd, &name, &e);
 	if (rc == 0 && unlinkat(dirfd, name, 0) < 0)
 		rc = -errno;
-	if (rc == -ENOENT && e && (rc = unlink_moved(h, e)) == 0)
+	if (rc == -ENOENT && e && (rc = relocate(h, e)) == 0) {
 		dirfd = h->mb->cur_fd;
+		rc = unlinkat(dirfd, e->name, 0) < 0 ? -errno : 0;
+	}
 	if (rc == 0 || rc == -ENOENT) {
 		if (e)
 			e->deleted = true;

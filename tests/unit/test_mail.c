@@ -296,7 +296,7 @@ Test(mail, withdraw)
 
 /* A Maildir reader that does not know our lock (Dovecot, mutt) moves a
  * message from new/ to cur/, or changes its flags, while we hold the
- * mailbox: mail_delete still removes it, under its new name. */
+ * mailbox: mail_read and mail_delete still find it, under its new name. */
 Test(mail, delete_follows_a_foreign_move)
 {
 	struct mail_store *s = open_store();
@@ -316,6 +316,11 @@ Test(mail, delete_follows_a_foreign_move)
 	snprintf(from, sizeof from, "%s/hugo/cur/%s:2,", root, seen);
 	snprintf(to, sizeof to, "%s/hugo/cur/%s:2,RS", root, seen);
 	cr_assert_eq(rename(from, to), 0);
+	char *buf;
+	size_t len;
+	cr_assert_eq(mail_read(s, "hugo", fresh, &buf, &len), 0);
+	cr_assert_str_eq(buf, "fresh\n");
+	free(buf);
 	cr_assert_eq(mail_delete(s, "hugo", fresh), 0);
 	cr_assert_eq(mail_delete(s, "hugo", seen), 0);
 	cr_assert_eq(mail_delete(s, "hugo", seen), -ENOENT);
