@@ -372,6 +372,42 @@ static int relocate(struct hold *h, struct snap_ent *e)
 	return 0;
 }
 
+/* Apply op to message id of the locked hold h: to its file in the
+ * snapshot (followed to cur/ if it was moved away, see relocate) or to
+ * new/ID. *ent is its snapshot entry (NULL if none), *dirfd the directory
+ * op was last applied in. */
+static int on_message(struct hold *h, const char *id,
+		      int (*op)(int dirfd, const char *name, void *arg), void *arg,
+		      struct snap_ent **ent, int *dirfd)
+{
+	const char *name = NULL;
+	int rc = find_file(h, id, dirfd, &name, ent);
+	if (rc == 0)
+		rc = op(*dirfd, name, arg);
+	if (rc == -ENOENT && *ent && (rc = relocate(h, *ent)) == 0) {
+		*dirfd = h->mb->cur_fd;
+		rc = op(*dirfd, (*ent)->name, arg);
+	}
+	return rc;
+}
+
+struct read_out {
+	char **buf;
+	size_t *len;
+};
+
+static int read_op(int dirfd, const char *name, void *arg)
+{
+	struct read_out *out = arg;
+	return io_read_file_at(dirfd, name, out->buf, out->len);
+}
+
+static int unlink_op(int dirfd, const char *name, void *arg)
+{
+	(void)arg;
+	return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+}
+
 int mail_read(struct mail_store *store, const char *user, const char *id,
 	      char **buf, size_t *len)
 {
@@ -381,14 +417,10 @@ int mail_read(struct mail_store *store, const char *user, const char *id,
 	int rc = locked_hold(store, user, id, &h);
 	if (rc < 0)
 		return rc;
-	int dirfd;
-	const char *name;
+	struct read_out out = { buf, len };
 	struct snap_ent *e;
-	rc = find_file(h, id, &dirfd, &name, &e);
-	if (rc == 0)
-		rc = io_read_file_at(dirfd, name, buf, len);
-	if (rc == -ENOENT && e && (rc = relocate(h, e)) == 0)
-		rc = io_read_file_at(h->mb->cur_fd, e->name, buf, len);
+	int dirfd;
+	rc = on_message(h, id, read_op, &out, &e, &dirfd);
 	unlock_hold(store, h);
 	return rc;
 }
@@ -399,20 +431,11 @@ int mail_delete(struct mail_store *store, const char *user, const char *id)
 	int rc = locked_hold(store, user, id, &h);
 	if (rc < 0)
 		return rc;
-	int dirfd;
-	const char *name;
 	struct snap_ent *e;
-	rc = find_file(h, id, &dirfd, &name, &e);
-	if (rc == 0 && unlinkat(dirfd, name, 0) < 0)
-		rc = -errno;
-	if (rc == -ENOENT && e && (rc = relocate(h, e)) == 0) {
-		dirfd = h->mb->cur_fd;
-		rc = unlinkat(dirfd, e->name, 0) < 0 ? -errno : 0;
-	}
-	if (rc == 0 || rc == -ENOENT) {
-		if (e)
-			e->deleted = true;
-	}
+	int dirfd;
+	rc = on_message(h, id, unlink_op, NULL, &e, &dirfd);
+	if ((rc == 0 || rc == -ENOENT) && e)
+		e->deleted = true;
 	if (rc == 0 && dirfd == h->mb->new_fd)
 		h->dirty_new = true;
 	else if (rc == 0)
